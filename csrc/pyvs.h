@@ -1,0 +1,190 @@
+// pyvs.h -- the fault model shared by every backend.
+//
+// This header is the contract: the CPU kernel, the CUDA kernel and the
+// pure-PyTorch reference (pyvs/reference.py) all implement exactly what is
+// written here, so that the same (seed, layer, row, column) gives the same
+// timing-error events, bit for bit, on every device.
+//
+// Semantics of one output (m, n) of systolic_matmul, W-bit accumulator:
+//   for every K-tile of `rows` MACs (a weight-stationary column of PEs):
+//     s = 0                                     (W-bit partial sum)
+//     for k in the tile, in order:
+//       s = wrap_W(s + a[m,k] * w[k,n])
+//       each bit b of s independently suffers a timing error with
+//       probability p[b]:
+//         protected b -> detected and corrected (s unchanged, a replay)
+//         otherwise   -> bit b of s flips
+//     out[m,n] += sign_extend_W(s)              (int32, wraps mod 2^32)
+//
+// How the events are drawn (never one random number per MAC and bit):
+//   q = P(at least one bit errs at a MAC) = 1 - prod_b (1 - p[b]).
+//   An output's events are a sequence over its K MACs; the gap between two
+//   MACs with events is geometric(q), sampled by inverse CDF from a table
+//   (GapTable). At a MAC with an event, the lowest erring bit is drawn from
+//   its conditional distribution P(first = b | any) and every higher bit j
+//   then errs independently with probability p[j]. This is exactly the law
+//   of independent Bernoulli(p[b]) events per (MAC, bit).
+//
+// Bit-identity across devices rules out log/exp/pow in the kernels (libm,
+// CUDA and torch differ in the last ulp). All floating-point work happens
+// once on the host (make_fault_tables in ops.cpp, mirrored by
+// reference.py) with +, -, *, / only, which IEEE 754 rounds exactly; the
+// kernels compare and add integers only.
+//
+// Random numbers: Philox4x32-10 (Salmon et al., SC'11), keyed by the 64-bit
+// seed, counter = (draw index, global column, global row, layer). Draw i of
+// an output gives u = (x1:x0) >> 2, a uniform integer in [0, 2^62); an
+// event of probability x happens when u < floor(x * 2^62).
+#pragma once
+
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define PYVS_HD __host__ __device__ __forceinline__
+#else
+#define PYVS_HD inline
+#endif
+
+namespace pyvs {
+
+// Thresholds live in [0, 2^62] so that they fit a signed int64 (what torch
+// stores) and p = 1 is exactly "always".
+constexpr int kUniformBits = 62;
+constexpr int64_t kOne = int64_t(1) << kUniformBits;
+
+// ---- Philox4x32-10 -------------------------------------------------------
+constexpr uint32_t kPhiloxM0 = 0xD2511F53u;
+constexpr uint32_t kPhiloxM1 = 0xCD9E8D57u;
+constexpr uint32_t kPhiloxW0 = 0x9E3779B9u;
+constexpr uint32_t kPhiloxW1 = 0xBB67AE85u;
+
+struct Philox4 {
+  uint32_t x[4];
+};
+
+PYVS_HD Philox4 philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2,
+                              uint32_t c3, uint32_t k0, uint32_t k1) {
+  for (int round = 0; round < 10; ++round) {
+    const uint64_t p0 = uint64_t(kPhiloxM0) * c0;
+    const uint64_t p1 = uint64_t(kPhiloxM1) * c2;
+    const uint32_t hi0 = uint32_t(p0 >> 32), lo0 = uint32_t(p0);
+    const uint32_t hi1 = uint32_t(p1 >> 32), lo1 = uint32_t(p1);
+    const uint32_t n0 = hi1 ^ c1 ^ k0;
+    const uint32_t n2 = hi0 ^ c3 ^ k1;
+    c0 = n0;
+    c1 = lo1;
+    c2 = n2;
+    c3 = lo0;
+    k0 += kPhiloxW0;
+    k1 += kPhiloxW1;
+  }
+  return Philox4{{c0, c1, c2, c3}};
+}
+
+// The stream of one output: draw i is a pure function of (seed, layer,
+// row, column, i).
+struct OutputStream {
+  uint32_t k0, k1;    // seed
+  uint32_t col, row;  // global column (group * N + n), global row
+  uint32_t layer;
+  uint32_t next = 0;  // draw index
+
+  PYVS_HD OutputStream(uint64_t seed, uint32_t layer_, uint32_t row_,
+                       uint32_t col_)
+      : k0(uint32_t(seed)), k1(uint32_t(seed >> 32)), col(col_), row(row_),
+        layer(layer_) {}
+
+  // Uniform integer in [0, 2^62).
+  PYVS_HD int64_t uniform() {
+    const Philox4 r = philox4x32_10(next++, col, row, layer, k0, k1);
+    return int64_t(((uint64_t(r.x[1]) << 32) | r.x[0]) >> (64 - kUniformBits));
+  }
+};
+
+// ---- Host-precomputed tables, read-only in the kernels --------------------
+// W <= 32 bits. All thresholds are in [0, 2^62].
+struct FaultTables {
+  int W;                     // accumulator width, bits
+  int64_t K;                 // MACs per output; gap[] has K + 1 entries
+  bool any;                  // false: every p is 0, no draws at all
+  const int64_t* gap;        // gap[g] = floor((1 - (1-q)^g) * 2^62), g=0..K
+  const int64_t* first;      // first[b] = floor(P(lowest erring bit <= b | any) * 2^62)
+  const int64_t* bit;        // bit[b]  = floor(p[b] * 2^62)
+};
+
+// Largest g in [0, K] with gap[g] <= u: the number of clean MACs before the
+// next event. g == K means "no further event in this output".
+PYVS_HD int64_t sample_gap(const FaultTables& t, int64_t u) {
+  int64_t lo = 0, hi = t.K;  // invariant: gap[lo] <= u (gap[0] == 0)
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo + 1) / 2;
+    if (t.gap[mid] <= u) lo = mid; else hi = mid - 1;
+  }
+  return lo;
+}
+
+// Bits that err at one MAC that has an event (at least one bit errs).
+PYVS_HD uint32_t sample_event_bits(const FaultTables& t, OutputStream& rs) {
+  const int64_t u = rs.uniform();
+  int first = 0;
+  while (first < t.W - 1 && u >= t.first[first]) ++first;
+  uint32_t bits = 1u << first;
+  for (int j = first + 1; j < t.W; ++j) {
+    if (t.bit[j] == 0) continue;  // no draw is spent on a bit that never errs
+    if (rs.uniform() < t.bit[j]) bits |= 1u << j;
+  }
+  return bits;
+}
+
+PYVS_HD uint32_t width_mask(int W) {
+  return W >= 32 ? 0xFFFFFFFFu : ((1u << W) - 1u);
+}
+
+PYVS_HD int32_t sign_extend(uint32_t s, int W) {
+  // Shift the W-bit value to the top of 32 bits, then arithmetic-shift back.
+  return int32_t(s << (32 - W)) >> (32 - W);
+}
+
+// One output of systolic_matmul, exactly as specified at the top of this
+// file. a: K activations (stride 1); w: K weights, w_stride apart (so the
+// CUDA kernel can read w[K, N] in place with coalesced loads); rows: tile
+// height, MACs. Counter::add(bit, corrected) is called once per event bit.
+// Returns the int32 output.
+template <typename ActT, typename Counter>
+PYVS_HD int32_t systolic_output(const ActT* a, const int8_t* w,
+                                int64_t w_stride, int64_t rows,
+                                const FaultTables& t, uint32_t protect,
+                                OutputStream rs, Counter& counter) {
+  const int64_t K = t.K;
+  const uint32_t mask = width_mask(t.W);
+  // Position of the next MAC with an event; K means none left.
+  int64_t next_event = t.any ? sample_gap(t, rs.uniform()) : K;
+  uint32_t out = 0;  // int32 output, wrapping
+  for (int64_t k0 = 0; k0 < K; k0 += rows) {
+    const int64_t k_end = k0 + rows < K ? k0 + rows : K;
+    uint32_t s = 0;  // wraps mod 2^32; the W-bit value is s & mask
+    int64_t k = k0;
+    while (k < k_end) {
+      const int64_t seg_end = next_event < k_end ? next_event + 1 : k_end;
+      for (; k < seg_end; ++k) {
+        s += uint32_t(int32_t(a[k]) * int32_t(w[k * w_stride]));
+      }
+      if (k - 1 == next_event) {
+        s &= mask;
+        const uint32_t bits = sample_event_bits(t, rs);
+        for (int b = 0; b < t.W; ++b) {
+          if (!((bits >> b) & 1u)) continue;
+          const bool corrected = (protect >> b) & 1u;
+          if (!corrected) s ^= 1u << b;
+          counter.add(b, corrected);
+        }
+        next_event = k + sample_gap(t, rs.uniform());
+        if (next_event > K) next_event = K;
+      }
+    }
+    out += uint32_t(sign_extend(s & mask, t.W));
+  }
+  return int32_t(out);
+}
+
+}  // namespace pyvs

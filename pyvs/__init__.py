@@ -1,0 +1,20 @@
+"""pyvs: voltage scaling and timing-error injection for systolic-array DNN
+accelerators.
+
+Data flows one way: voltage -> error table (:mod:`pyvs.timing`) -> op
+(:mod:`pyvs.ops`, reference in :mod:`pyvs.reference`) -> layer -> model ->
+evaluation -> report.
+"""
+try:
+    from . import _C  # noqa: F401
+except ImportError as e:  # pragma: no cover - only on a broken install
+    raise ImportError(
+        "pyvs: the compiled extension pyvs._C could not be loaded "
+        f"({e}). Build it with `pip install --no-build-isolation -e .` in the "
+        "pyvs checkout, against the torch you run with."
+    ) from e
+
+from .ops import systolic_matmul  # noqa: E402
+
+__version__ = "0.1.0"
+__all__ = ["systolic_matmul"]

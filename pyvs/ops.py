@@ -1,0 +1,113 @@
+"""Python face of the compiled ops: thin wrappers over ``torch.ops.pyvs.*``
+and their fake kernels (so the ops trace under ``torch.compile``).
+
+The fault model itself is specified once, in ``csrc/pyvs.h``; the readable
+step-by-step version is :mod:`pyvs.reference`.
+"""
+from __future__ import annotations
+
+from typing import Sequence, Union
+
+import torch
+
+from . import _C  # noqa: F401  (loads the library and registers the ops)
+
+__all__ = ["systolic_matmul", "as_p_bits"]
+
+_U64 = 1 << 64
+
+
+def as_p_bits(p_bits: Union[torch.Tensor, Sequence[float]]) -> torch.Tensor:
+    """Per-bit error probabilities as a float64 tensor [W] (W = accumulator
+    width in bits, LSB first). Tensors keep their device; sequences go to CPU."""
+    if isinstance(p_bits, torch.Tensor):
+        return p_bits
+    return torch.tensor(list(p_bits), dtype=torch.float64)
+
+
+def _seed64(seed: int) -> int:
+    """A Python int in [-2^63, 2^64) as the int64 with the same 64 bits."""
+    seed = int(seed)
+    if not -(1 << 63) <= seed < _U64:
+        raise ValueError(f"seed must fit in 64 bits, got {seed}")
+    return seed - _U64 if seed >= (1 << 63) else seed
+
+
+def systolic_matmul(
+    a: torch.Tensor,
+    w: torch.Tensor,
+    p_bits: Union[torch.Tensor, Sequence[float]],
+    protect: int = 0,
+    seed: int = 0,
+    layer: int = 0,
+    row_offset: int = 0,
+    rows: int = 256,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Integer matmul on a simulated weight-stationary systolic array, with a
+    timing error drawn for every bit of every MAC's accumulator output.
+
+    For every output (m, n) and every K-tile of ``rows`` MACs, a W-bit partial
+    sum s starts at 0; for each k of the tile in order,
+    ``s = wrap_W(s + a[m, k] * w[k, n])``; then each bit b of s independently
+    suffers a timing error with probability ``p_bits[b]``: if bit b is set in
+    ``protect`` the error is detected and corrected (s unchanged, counted as a
+    replay), otherwise bit b of s flips (counted as injected). After the tile,
+    ``sign_extend_W(s)`` is added into the int32 output (wrapping mod 2^32).
+
+    The events are a pure function of (seed, layer, global row, global column,
+    k, bit): results are bit-identical whatever the thread count, the
+    batching of rows (given matching ``row_offset``), the tile height and the
+    device, and equal :func:`pyvs.reference.systolic_matmul`.
+
+    Args:
+        a (Tensor[M, K] or Tensor[G, M, K], int8 or uint8): activations.
+        w (Tensor[K, N] or Tensor[G, K, N], int8): weights; G groups are G
+            independent GEMMs in one call (grouped/depthwise convolution);
+            group g's column n is global column ``g * N + n``.
+        p_bits (Tensor[W], float64, or a sequence): probability in [0, 1]
+            that accumulator bit b (LSB = 0) misses the clock at one MAC.
+            W, the accumulator width, is 8 to 32 bits. CPU or a's device.
+        protect (int): bit mask of the accumulator bits with Razor-style
+            detection and correction; must be < 2^W.
+        seed (int): 64-bit random seed.
+        layer (int): stream id in [0, 2^32), one per layer.
+        row_offset (int): global index of a's row 0.
+        rows (int): systolic array height, i.e. MACs per K-tile (>= 1).
+
+    Returns:
+        out (Tensor[M, N] or Tensor[G, M, N], int32): the faulty products.
+        stats (Tensor[2, W], int64): per-bit counts of injected (row 0) and
+        corrected (row 1) errors.
+    """
+    return torch.ops.pyvs.systolic_matmul(
+        a, w, as_p_bits(p_bits), int(protect), _seed64(seed), int(layer),
+        int(row_offset), int(rows),
+    )
+
+
+@torch.library.register_fake("pyvs::systolic_matmul")
+def _systolic_matmul_fake(a, w, p_bits, protect=0, seed=0, layer=0, row_offset=0, rows=256):
+    # Same checks and wording as check_matmul_args in csrc/ops.cpp, as far as
+    # they can be made without reading tensor values.
+    torch._check(a.dtype in (torch.int8, torch.uint8),
+                 lambda: f"systolic_matmul: a must be int8 or uint8, got {a.dtype}")
+    torch._check(w.dtype == torch.int8, lambda: f"systolic_matmul: w must be int8, got {w.dtype}")
+    torch._check(a.dim() in (2, 3),
+                 lambda: f"systolic_matmul: a must be [M, K] or [G, M, K], got shape {tuple(a.shape)}")
+    torch._check(w.dim() == a.dim(),
+                 lambda: f"systolic_matmul: w must have the rank of a ({a.dim()})")
+    torch._check(w.shape[-2] == a.shape[-1], lambda: "systolic_matmul: K mismatch")
+    torch._check(p_bits.dtype == torch.float64 and p_bits.dim() == 1,
+                 lambda: "systolic_matmul: p_bits must be a 1-D float64 tensor")
+    W = p_bits.shape[0]
+    torch._check(8 <= W <= 32, lambda: f"systolic_matmul: p_bits has length {W}; "
+                 "the accumulator width W must be between 8 and 32 bits")
+    torch._check(rows >= 1, lambda: "systolic_matmul: rows (systolic array height) must be >= 1")
+    if a.dim() == 3:
+        torch._check(w.shape[0] == a.shape[0], lambda: "systolic_matmul: group count mismatch")
+        out_shape = (a.shape[0], a.shape[1], w.shape[2])
+    else:
+        out_shape = (a.shape[0], w.shape[1])
+    out = a.new_empty(out_shape, dtype=torch.int32)
+    stats = a.new_empty((2, W), dtype=torch.int64)
+    return out, stats

@@ -1,0 +1,176 @@
+"""The op's definition, step by step, in plain PyTorch.
+
+This is the obviously-correct version that the C++ and CUDA kernels are
+tested against, bit for bit. It follows ``csrc/pyvs.h`` literally: the same
+Philox4x32-10 counters, the same host tables (computed here independently,
+with Python floats), the same draw order. It is slow: a Python loop over k,
+vectorized over the outputs.
+"""
+from __future__ import annotations
+
+from typing import Sequence, Union
+
+import torch
+
+__all__ = ["philox4x32_10", "uniform62", "fault_tables", "systolic_matmul"]
+
+_M32 = 0xFFFFFFFF
+_PHILOX_M = (0xD2511F53, 0xCD9E8D57)
+_PHILOX_W = (0x9E3779B9, 0xBB67AE85)
+UNIFORM_BITS = 62
+ONE = 1 << UNIFORM_BITS  # threshold of probability 1
+
+
+def _mulhilo32(a: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(hi, lo) 32-bit halves of a * m for a in [0, 2^32) held in int64.
+
+    The 64-bit product does not fit a signed int64, so m is split in 16-bit
+    halves and every partial product stays below 2^49."""
+    x = a * (m & 0xFFFF)
+    y = a * (m >> 16)
+    low = ((y & 0xFFFF) << 16) + x
+    return ((y >> 16) + (low >> 32)) & _M32, low & _M32
+
+
+def philox4x32_10(c0, c1, c2, c3, k0: int, k1: int):
+    """Philox4x32-10 (Salmon et al., SC'11) on int64 tensors of uint32 values.
+
+    Counter words c0..c3 (tensors or ints, broadcast together), key words
+    k0, k1 (ints). Returns the four output words as int64 tensors."""
+    c = [torch.as_tensor(x, dtype=torch.int64) for x in (c0, c1, c2, c3)]
+    c = list(torch.broadcast_tensors(*c))
+    for _ in range(10):
+        hi0, lo0 = _mulhilo32(c[0], _PHILOX_M[0])
+        hi1, lo1 = _mulhilo32(c[2], _PHILOX_M[1])
+        c = [hi1 ^ c[1] ^ k0, lo1, hi0 ^ c[3] ^ k1, lo0]
+        k0 = (k0 + _PHILOX_W[0]) & _M32
+        k1 = (k1 + _PHILOX_W[1]) & _M32
+    return c
+
+
+def uniform62(seed: int, layer: int, row, col, draw) -> torch.Tensor:
+    """Draw ``draw`` of the output stream (seed, layer, row, col): a uniform
+    integer in [0, 2^62) as int64. Counter = (draw, col, row, layer)."""
+    seed &= (1 << 64) - 1
+    x = philox4x32_10(draw, col, row, layer, seed & _M32, seed >> 32)
+    # ((x1 << 32) | x0) >> 2, without leaving int64.
+    return (x[1] << 30) | (x[0] >> 2)
+
+
+def _thresh(x: float) -> int:
+    """floor(x * 2^62): the product is exact, int() truncates."""
+    return int(x * float(ONE))
+
+
+def fault_tables(p_bits: Sequence[float], K: int):
+    """Host tables of ``csrc/pyvs.h`` from per-bit probabilities p_bits [W]
+    and K MACs per output, with Python floats (IEEE 754 doubles; +, -, *, /
+    only, in the same order as ``make_fault_tables`` in ``csrc/ops.cpp``).
+
+    Returns (gap [K+1], first [W], bit [W]) as int64 tensors and ``any``
+    (False when every probability is 0)."""
+    p = [float(x) for x in p_bits]
+    W = len(p)
+    c, cum, bit = 0.0, [], []
+    for pb in p:
+        c = c + (1.0 - c) * pb  # P(some bit <= b errs at a MAC)
+        cum.append(c)
+        bit.append(_thresh(pb))
+    q = c
+    gap, first = [0] * (K + 1), [0] * W
+    if q > 0.0:
+        first = [_thresh(cb / q) for cb in cum]
+        d = 0.0
+        for g in range(1, K + 1):
+            d = d + (1.0 - d) * q  # P(gap < g) = 1 - (1 - q)^g
+            gap[g] = _thresh(d)
+    as_t = lambda v: torch.tensor(v, dtype=torch.int64)  # noqa: E731
+    return as_t(gap), as_t(first), as_t(bit), q > 0.0
+
+
+def systolic_matmul(
+    a: torch.Tensor,
+    w: torch.Tensor,
+    p_bits: Union[torch.Tensor, Sequence[float]],
+    protect: int = 0,
+    seed: int = 0,
+    layer: int = 0,
+    row_offset: int = 0,
+    rows: int = 256,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reference for :func:`pyvs.ops.systolic_matmul` (same arguments, same
+    results, no input validation beyond what the loop needs). CPU only."""
+    p = [float(x) for x in (p_bits.tolist() if isinstance(p_bits, torch.Tensor) else p_bits)]
+    W = len(p)
+    batched = a.dim() == 3
+    a3 = (a if batched else a.unsqueeze(0)).to(torch.int64).cpu()
+    w3 = (w if batched else w.unsqueeze(0)).to(torch.int64).cpu()
+    G, M, K = a3.shape
+    N = w3.shape[2]
+    mod = 1 << W
+    gap_t, first_t, bit_t, any_event = fault_tables(p, K)
+
+    # Stream coordinates of every output [G, M, N].
+    row = (row_offset + torch.arange(M, dtype=torch.int64)).view(1, M, 1).expand(G, M, N)
+    col = (torch.arange(G, dtype=torch.int64).view(G, 1, 1) * N
+           + torch.arange(N, dtype=torch.int64).view(1, 1, N)).expand(G, M, N)
+    draw = torch.zeros(G, M, N, dtype=torch.int64)
+
+    def next_uniform(sel: torch.Tensor) -> torch.Tensor:
+        """One draw for each selected output, advancing its draw index."""
+        u = uniform62(seed, layer, row[sel], col[sel], draw[sel])
+        draw[sel] += 1
+        return u
+
+    def sample_gap(u: torch.Tensor) -> torch.Tensor:
+        # Largest g in [0, K] with gap[g] <= u.
+        return torch.searchsorted(gap_t, u, right=True) - 1
+
+    everyone = torch.ones(G, M, N, dtype=torch.bool)
+    if any_event:
+        next_event = sample_gap(next_uniform(everyone)).view(G, M, N)
+    else:
+        next_event = torch.full((G, M, N), K, dtype=torch.int64)
+
+    injected = [0] * W
+    corrected = [0] * W
+    out = torch.zeros(G, M, N, dtype=torch.int64)
+    s = torch.zeros(G, M, N, dtype=torch.int64)  # the W-bit partial sums
+    for k in range(K):
+        if k % rows == 0:
+            s.zero_()
+        s = (s + a3[:, :, k, None] * w3[:, None, k, :]) % mod
+        hit = next_event == k
+        if hit.any():
+            # Lowest erring bit: smallest b with u < first[b].
+            u = next_uniform(hit)
+            first = torch.searchsorted(first_t, u, right=True).clamp(max=W - 1)
+            bits = torch.bitwise_left_shift(torch.ones_like(first), first)
+            # Every higher bit with p > 0 errs independently, one draw each.
+            for j in range(W):
+                if bit_t[j] == 0:
+                    continue
+                later = torch.zeros_like(hit)
+                later[hit] = first < j
+                if later.any():
+                    errs = next_uniform(later) < bit_t[j]
+                    bits_j = torch.zeros_like(first)
+                    bits_j[later[hit]] = errs.to(torch.int64) << j
+                    bits |= bits_j
+            sh = s[hit]
+            for b in range(W):
+                on = (bits >> b) & 1 == 1
+                n_on = int(on.sum())
+                if (protect >> b) & 1:
+                    corrected[b] += n_on  # detected and replayed: s unchanged
+                else:
+                    injected[b] += n_on
+                    sh = torch.where(on, sh ^ (1 << b), sh)
+            s[hit] = sh
+            nxt = (k + 1) + sample_gap(next_uniform(hit))
+            next_event[hit] = nxt.clamp(max=K)
+        if k % rows == rows - 1 or k == K - 1:
+            out += torch.where(s >= mod // 2, s - mod, s)  # sign_extend_W
+    out = ((out + (1 << 31)) % (1 << 32) - (1 << 31)).to(torch.int32)  # wrap to int32
+    stats = torch.tensor([injected, corrected], dtype=torch.int64)
+    return (out if batched else out.squeeze(0)), stats
