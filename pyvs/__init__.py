@@ -5,6 +5,8 @@ Data flows one way: voltage -> error table (:mod:`pyvs.timing`) -> op
 (:mod:`pyvs.ops`, reference in :mod:`pyvs.reference`) -> layer -> model ->
 evaluation -> report.
 """
+import torch  # noqa: F401  (loads libc10/libtorch, which _C links against)
+
 try:
     from . import _C  # noqa: F401
 except ImportError as e:  # pragma: no cover - only on a broken install

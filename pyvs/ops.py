@@ -96,6 +96,8 @@ def _systolic_matmul_fake(a, w, p_bits, protect=0, seed=0, layer=0, row_offset=0
                  lambda: f"systolic_matmul: a must be [M, K] or [G, M, K], got shape {tuple(a.shape)}")
     torch._check(w.dim() == a.dim(),
                  lambda: f"systolic_matmul: w must have the rank of a ({a.dim()})")
+    torch._check(a.device == w.device, lambda: "systolic_matmul: a and w must be on the same "
+                 f"device, got a on {a.device} and w on {w.device}")
     torch._check(w.shape[-2] == a.shape[-1], lambda: "systolic_matmul: K mismatch")
     torch._check(p_bits.dtype == torch.float64 and p_bits.dim() == 1,
                  lambda: "systolic_matmul: p_bits must be a 1-D float64 tensor")

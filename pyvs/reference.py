@@ -146,27 +146,23 @@ def systolic_matmul(
             u = next_uniform(hit)
             first = torch.searchsorted(first_t, u, right=True).clamp(max=W - 1)
             bits = torch.bitwise_left_shift(torch.ones_like(first), first)
-            # Every higher bit with p > 0 errs independently, one draw each.
-            for j in range(W):
-                if bit_t[j] == 0:
-                    continue
-                later = torch.zeros_like(hit)
-                later[hit] = first < j
-                if later.any():
-                    errs = next_uniform(later) < bit_t[j]
-                    bits_j = torch.zeros_like(first)
-                    bits_j[later[hit]] = errs.to(torch.int64) << j
-                    bits |= bits_j
-            sh = s[hit]
+            # Every higher bit j with p[j] > 0 errs independently; such bits
+            # take one draw each, in increasing j (draw indices in that order).
+            js = torch.arange(W, dtype=torch.int64)
+            later = (js > first[:, None]) & (bit_t > 0)  # [hits, W]
+            idx = draw[hit][:, None] + torch.cumsum(later.to(torch.int64), 1) - 1
+            u = uniform62(seed, layer, row[hit][:, None], col[hit][:, None], idx)
+            errs = later & (u < bit_t)
+            bits |= (errs.to(torch.int64) << js).sum(1)
+            draw[hit] += later.sum(1)
+            on = (bits[:, None] >> js) & 1  # [hits, W]
+            prot = (protect >> js) & 1
+            corrected_k = (on * prot).sum(0).tolist()  # detected, replayed: s unchanged
+            injected_k = (on * (1 - prot)).sum(0).tolist()
             for b in range(W):
-                on = (bits >> b) & 1 == 1
-                n_on = int(on.sum())
-                if (protect >> b) & 1:
-                    corrected[b] += n_on  # detected and replayed: s unchanged
-                else:
-                    injected[b] += n_on
-                    sh = torch.where(on, sh ^ (1 << b), sh)
-            s[hit] = sh
+                corrected[b] += corrected_k[b]
+                injected[b] += injected_k[b]
+            s[hit] = s[hit] ^ (bits & ~protect)
             nxt = (k + 1) + sample_gap(next_uniform(hit))
             next_event[hit] = nxt.clamp(max=K)
         if k % rows == rows - 1 or k == K - 1:

@@ -1,0 +1,358 @@
+"""The systolic matmul op: kernels == reference bit for bit, determinism,
+statistics of the injected events, tracing, and bad input."""
+import math
+
+import pytest
+import torch
+
+import pyvs
+from pyvs import reference as R
+
+from conftest import CUDA, cpu_and_cuda, needs_cuda
+
+W32 = 32
+
+
+def rand_int8(shape, gen, dtype=torch.int8):
+    lo, hi = (0, 256) if dtype == torch.uint8 else (-128, 128)
+    return torch.randint(lo, hi, shape, generator=gen, dtype=torch.int16).to(dtype)
+
+
+def p_regime(name, W=W32):
+    """Per-bit probabilities [W] and a protect mask for each test regime."""
+    if name == "zero":
+        return [0.0] * W, 0
+    if name == "tiny":
+        return [1e-7 * (1 + b) for b in range(W)], 0
+    if name == "large":  # heavy errors on a few bits: nearly every output has events
+        return [0.3 if b in (3, 17, W - 1) else 0.0 for b in range(W)], 0
+    if name == "mixed":  # every bit in play, some protected
+        return [1e-3 * 1.15 ** b for b in range(W)], 0x0F00F0F0 & ((1 << W) - 1)
+    raise KeyError(name)
+
+
+# ---- the generator ---------------------------------------------------------
+
+def test_philox_known_answers():
+    # Known-answer vectors of Philox4x32-10 from the Random123 distribution
+    # (kat_vectors), an implementation independent of ours.
+    kat = [
+        ((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
+        ((0xFFFFFFFF,) * 4, (0xFFFFFFFF,) * 2, (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
+        ((0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344), (0xA4093822, 0x299F31D0),
+         (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1)),
+    ]
+    for ctr, key, expected in kat:
+        got = tuple(int(x) for x in R.philox4x32_10(*ctr, *key))
+        assert got == expected
+
+
+@pytest.mark.parametrize("regime", ["zero", "tiny", "large", "mixed"])
+@pytest.mark.parametrize("K", [0, 1, 17, 600])
+def test_tables_match_reference(regime, K):
+    p, _ = p_regime(regime)
+    packed = torch.ops.pyvs._fault_tables(torch.tensor(p, dtype=torch.float64), K)
+    gap, first, bit, _ = R.fault_tables(p, K)
+    assert torch.equal(packed, torch.cat([gap, first, bit]))
+
+
+def test_tables_follow_the_geometric_law():
+    # Independent of the iteration in fault_tables: closed forms with log1p/expm1.
+    p = [1e-4] * 8 + [0.05] + [0.0] * 7
+    q = -math.expm1(sum(math.log1p(-x) for x in p))
+    gap, first, bit, any_event = R.fault_tables(p, 1000)
+    assert any_event
+    for g in (1, 10, 999, 1000):
+        expected = -math.expm1(g * math.log1p(-q)) * R.ONE
+        assert abs(int(gap[g]) - expected) <= 1e-9 * expected
+    # P(lowest erring bit <= 8 | any) = 1 exactly: bits above 8 never err.
+    assert int(first[8]) == R.ONE and int(first[0]) < R.ONE
+    assert int(bit[8]) == int(0.05 * R.ONE) and int(bit[9]) == 0
+
+
+# ---- kernels against the reference ------------------------------------------
+
+SHAPES = [  # (M, K, N): every size of {1, 3, 17, 255, 256, 257, 600} appears
+    (1, 1, 1), (3, 255, 17), (17, 256, 3), (255, 257, 1), (1, 3, 600),
+    (257, 600, 3), (600, 17, 1), (256, 1, 255), (3, 600, 17),
+]
+
+
+@pytest.mark.parametrize("regime", ["zero", "tiny", "large", "mixed"])
+@pytest.mark.parametrize("rows", [1, 7, 256])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_cpu_matches_reference(shape, rows, regime):
+    M, K, N = shape
+    gen = torch.Generator().manual_seed(hash((shape, rows, regime)) % 2**31)
+    a, w = rand_int8((M, K), gen), rand_int8((K, N), gen)
+    p, protect = p_regime(regime)
+    args = dict(protect=protect, seed=12345, layer=7, row_offset=11, rows=rows)
+    out, stats = pyvs.systolic_matmul(a, w, p, **args)
+    ref_out, ref_stats = R.systolic_matmul(a, w, p, **args)
+    assert out.dtype == torch.int32 and out.shape == (M, N)
+    assert stats.dtype == torch.int64 and stats.shape == (2, W32)
+    assert torch.equal(out, ref_out)
+    assert torch.equal(stats, ref_stats)
+
+
+@pytest.mark.parametrize("W", [8, 13, 20])
+def test_narrow_accumulators_match_reference(W):
+    gen = torch.Generator().manual_seed(W)
+    a, w = rand_int8((9, 300), gen, torch.uint8), rand_int8((300, 5), gen)
+    p = [0.01 * (b % 3) for b in range(W)]
+    args = dict(protect=0b101, seed=-3, layer=1, rows=100)
+    assert all(torch.equal(x, y) for x, y in
+               zip(pyvs.systolic_matmul(a, w, p, **args), R.systolic_matmul(a, w, p, **args)))
+
+
+def test_uint8_and_groups_match_reference():
+    gen = torch.Generator().manual_seed(3)
+    a, w = rand_int8((4, 6, 19), gen, torch.uint8), rand_int8((4, 19, 5), gen)
+    p, protect = p_regime("mixed")
+    args = dict(protect=protect, seed=2**64 - 1, layer=2**32 - 1, row_offset=5, rows=7)
+    out, stats = pyvs.systolic_matmul(a, w, p, **args)
+    ref_out, ref_stats = R.systolic_matmul(a, w, p, **args)
+    assert out.shape == (4, 6, 5)
+    assert torch.equal(out, ref_out) and torch.equal(stats, ref_stats)
+
+
+def test_grouped_clean_equals_bmm():
+    gen = torch.Generator().manual_seed(4)
+    a, w = rand_int8((3, 8, 10), gen), rand_int8((3, 10, 4), gen)
+    clean, _ = pyvs.systolic_matmul(a, w, [0.0] * 32)
+    assert torch.equal(clean, torch.bmm(a.long(), w.long()).int())
+
+
+def test_zero_probabilities_give_the_exact_matmul():
+    gen = torch.Generator().manual_seed(5)
+    a, w = rand_int8((33, 1000), gen, torch.uint8), rand_int8((1000, 29), gen)
+    for rows in (1, 256, 5000):
+        out, stats = pyvs.systolic_matmul(a, w, [0.0] * 32, rows=rows)
+        assert torch.equal(out, (a.long() @ w.long()).int())
+        assert int(stats.sum()) == 0
+
+
+def test_narrow_accumulator_wraps_each_tile():
+    # Independent of the kernel: a tile sum that overflows 8 bits wraps and is
+    # sign-extended before the int32 add.
+    a = torch.full((1, 4), 100, dtype=torch.int8)
+    w = torch.full((4, 1), 1, dtype=torch.int8)
+    out, _ = pyvs.systolic_matmul(a, w, [0.0] * 8, rows=2)
+    tile = ((200 + 128) % 256) - 128  # 200 as a signed 8-bit value: -56
+    assert int(out) == 2 * tile
+
+
+# ---- determinism ------------------------------------------------------------
+
+def test_same_result_for_any_thread_count_and_row_batching():
+    gen = torch.Generator().manual_seed(6)
+    a, w = rand_int8((301, 200), gen), rand_int8((200, 37), gen)
+    p, protect = p_regime("mixed")
+    results = []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        results.append(pyvs.systolic_matmul(a, w, p, protect=protect, seed=9, row_offset=1000))
+    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
+    # Rows split into uneven batches, each with its global row offset.
+    parts = [(0, 1), (1, 100), (100, 301)]
+    outs, stats = [], torch.zeros(2, 32, dtype=torch.int64)
+    for lo, hi in parts:
+        o, s = pyvs.systolic_matmul(a[lo:hi], w, p, protect=protect, seed=9, row_offset=1000 + lo)
+        outs.append(o)
+        stats += s
+    assert torch.equal(torch.cat(outs), results[0][0]) and torch.equal(stats, results[0][1])
+
+
+def test_events_do_not_depend_on_tiling():
+    # The event set is a function of (seed, layer, row, column, k, bit) only:
+    # the per-bit counts are the same whatever the array height.
+    gen = torch.Generator().manual_seed(7)
+    a, w = rand_int8((40, 500), gen), rand_int8((500, 30), gen)
+    p, _ = p_regime("mixed")
+    counts = [pyvs.systolic_matmul(a, w, p, seed=1, rows=r)[1] for r in (1, 7, 256, 500)]
+    assert all(torch.equal(counts[0], c) for c in counts[1:])
+    # ...and change with the seed and the layer.
+    assert not torch.equal(counts[0], pyvs.systolic_matmul(a, w, p, seed=2)[1])
+    assert not torch.equal(counts[0], pyvs.systolic_matmul(a, w, p, seed=1, layer=1)[1])
+
+
+# ---- statistics -------------------------------------------------------------
+
+def within_binomial(count, n, p, sigmas=5.0):
+    mean = n * p
+    sd = math.sqrt(n * p * (1 - p))
+    return abs(count - mean) <= sigmas * sd, (count, mean, sd)
+
+
+@pytest.mark.parametrize("bit,p", [(0, 1e-4), (13, 3e-3), (31, 0.2)])
+def test_injected_counts_are_binomial(bit, p):
+    gen = torch.Generator().manual_seed(bit)
+    M, K, N = 128, 300, 64
+    a, w = rand_int8((M, K), gen), rand_int8((K, N), gen)
+    probs = [0.0] * 32
+    probs[bit] = p
+    _, stats = pyvs.systolic_matmul(a, w, probs, seed=bit + 100)
+    ok, info = within_binomial(int(stats[0, bit]), M * N * K, p)
+    assert ok, info
+    assert int(stats.sum()) == int(stats[0, bit])
+
+
+def test_many_bits_at_once_are_each_binomial():
+    # Exercises the "lowest erring bit, then the higher ones" decomposition.
+    gen = torch.Generator().manual_seed(11)
+    M, K, N = 96, 256, 48
+    a, w = rand_int8((M, K), gen), rand_int8((K, N), gen)
+    probs = [0.02 if b % 2 else 0.1 / (1 + b) for b in range(32)]
+    _, stats = pyvs.systolic_matmul(a, w, probs, seed=3)
+    for b in range(32):
+        ok, info = within_binomial(int(stats[0, b]), M * N * K, probs[b])
+        assert ok, (b, info)
+
+
+def test_protect_mask_splits_the_same_events():
+    gen = torch.Generator().manual_seed(12)
+    a, w = rand_int8((50, 400), gen), rand_int8((400, 20), gen)
+    probs = [1e-3] * 32
+    mask = 0xF00000F1
+    _, plain = pyvs.systolic_matmul(a, w, probs, seed=4)
+    out, split = pyvs.systolic_matmul(a, w, probs, seed=4, protect=mask)
+    for b in range(32):
+        protected = (mask >> b) & 1
+        assert int(split[0, b]) == (0 if protected else int(plain[0, b]))
+        assert int(split[1, b]) == (int(plain[0, b]) if protected else 0)
+    # Everything protected: every error is corrected and out is exact.
+    out, stats = pyvs.systolic_matmul(a, w, probs, seed=4, protect=2**32 - 1)
+    assert torch.equal(out, (a.long() @ w.long()).int())
+    assert int(stats[0].sum()) == 0 and torch.equal(stats[1], plain[0])
+
+
+def test_a_flip_moves_the_output_by_the_bit_weight():
+    # One event is certain (p = 1 on bit 4) at every MAC of a single-MAC
+    # product: 0 + 3*2 = 6 = 0b00110; bit 4 flips to 0b10110 = 22.
+    a = torch.tensor([[3]], dtype=torch.int8)
+    w = torch.tensor([[2]], dtype=torch.int8)
+    probs = [0.0] * 8
+    probs[4] = 1.0
+    out, stats = pyvs.systolic_matmul(a, w, probs)
+    assert int(out) == 22 and int(stats[0, 4]) == 1
+    # bit 7 of an 8-bit accumulator is the sign: 6 -> 6 - 128
+    probs = [0.0] * 8
+    probs[7] = 1.0
+    assert int(pyvs.systolic_matmul(a, w, probs)[0]) == 6 - 128
+
+
+# ---- tracing ----------------------------------------------------------------
+
+def _sample(device):
+    gen = torch.Generator().manual_seed(0)
+    a, w = rand_int8((5, 9), gen).to(device), rand_int8((9, 4), gen).to(device)
+    p = torch.tensor([1e-2] * 16, dtype=torch.float64, device=device)
+    return a, w, p
+
+
+@pytest.mark.parametrize("device", cpu_and_cuda())
+def test_opcheck(device):
+    a, w, p = _sample(device)
+    torch.library.opcheck(torch.ops.pyvs.systolic_matmul.default, (a, w, p, 3, 1, 2, 0, 4))
+    torch.library.opcheck(torch.ops.pyvs.systolic_matmul.default,
+                          (a.view(1, 5, 9), w.view(1, 9, 4), p))
+
+
+def test_traces_under_torch_compile():
+    a, w, p = _sample("cpu")
+
+    def f(a, w, p):
+        out, stats = torch.ops.pyvs.systolic_matmul(a, w, p, 0, 1)
+        return out * 2, stats
+
+    compiled = torch.compile(f, backend="aot_eager", fullgraph=True)
+    got, expected = compiled(a, w, p), f(a, w, p)
+    assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
+
+
+# ---- CUDA -------------------------------------------------------------------
+
+@needs_cuda
+@pytest.mark.parametrize("regime", ["zero", "tiny", "large", "mixed"])
+@pytest.mark.parametrize("shape", SHAPES + [(1000, 1152, 300)], ids=lambda s: "x".join(map(str, s)))
+def test_cuda_matches_cpu(shape, regime):
+    M, K, N = shape
+    gen = torch.Generator().manual_seed(M * 7 + K)
+    a, w = rand_int8((M, K), gen, torch.uint8), rand_int8((K, N), gen)
+    p, protect = p_regime(regime)
+    args = dict(protect=protect, seed=77, layer=3, row_offset=9, rows=7)
+    cpu = pyvs.systolic_matmul(a, w, p, **args)
+    gpu = pyvs.systolic_matmul(a.cuda(), w.cuda(), torch.tensor(p, dtype=torch.float64).cuda(), **args)
+    assert gpu[0].is_cuda
+    assert torch.equal(cpu[0], gpu[0].cpu()) and torch.equal(cpu[1], gpu[1].cpu())
+
+
+@needs_cuda
+def test_cuda_groups_match_cpu():
+    gen = torch.Generator().manual_seed(8)
+    a, w = rand_int8((32, 50, 9), gen, torch.uint8), rand_int8((32, 9, 1), gen)
+    p, protect = p_regime("mixed")
+    cpu = pyvs.systolic_matmul(a, w, p, protect=protect, seed=1)
+    gpu = pyvs.systolic_matmul(a.cuda(), w.cuda(), p, protect=protect, seed=1)
+    assert torch.equal(cpu[0], gpu[0].cpu()) and torch.equal(cpu[1], gpu[1].cpu())
+
+
+# ---- bad input --------------------------------------------------------------
+
+GOOD_P = [0.0] * 32
+
+
+def _ab():
+    return torch.zeros(4, 6, dtype=torch.int8), torch.zeros(6, 3, dtype=torch.int8)
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda a, w: pyvs.systolic_matmul(a.float(), w, GOOD_P), "a must be int8 or uint8"),
+    (lambda a, w: pyvs.systolic_matmul(a, w.to(torch.uint8), GOOD_P), "w must be int8"),
+    (lambda a, w: pyvs.systolic_matmul(a.view(-1), w, GOOD_P), r"a must be \[M, K\]"),
+    (lambda a, w: pyvs.systolic_matmul(a, w.view(1, 6, 3), GOOD_P), "w must have the rank of a"),
+    (lambda a, w: pyvs.systolic_matmul(a, w[:5], GOOD_P), "K mismatch"),
+    (lambda a, w: pyvs.systolic_matmul(a.view(2, 2, 6), w.view(1, 6, 3).expand(3, 6, 3), GOOD_P),
+     "group count mismatch"),
+    (lambda a, w: pyvs.systolic_matmul(a, w, [0.0] * 7), "between 8 and 32 bits"),
+    (lambda a, w: pyvs.systolic_matmul(a, w, [0.0] * 33), "between 8 and 32 bits"),
+    (lambda a, w: pyvs.systolic_matmul(a, w, torch.zeros(32)), "p_bits must be float64"),
+    (lambda a, w: pyvs.systolic_matmul(a, w, torch.zeros(2, 16, dtype=torch.float64)),
+     r"p_bits must be 1-D"),
+    (lambda a, w: pyvs.systolic_matmul(a, w, [float("nan")] + GOOD_P[1:]),
+     r"p_bits\[0\] = nan is not a probability"),
+    (lambda a, w: pyvs.systolic_matmul(a, w, GOOD_P[:-1] + [1.5]),
+     r"p_bits\[31\] = 1.5 is not a probability"),
+    (lambda a, w: pyvs.systolic_matmul(a, w, [-1e-9] + GOOD_P[1:]), "is not a probability"),
+    (lambda a, w: pyvs.systolic_matmul(a, w, [0.0] * 16, protect=1 << 16),
+     "has bits outside the 16-bit accumulator"),
+    (lambda a, w: pyvs.systolic_matmul(a, w, GOOD_P, protect=-1), "has bits outside"),
+    (lambda a, w: pyvs.systolic_matmul(a, w, GOOD_P, rows=0), r"rows \(systolic array height\)"),
+    (lambda a, w: pyvs.systolic_matmul(a, w, GOOD_P, layer=2**32), "layer"),
+    (lambda a, w: pyvs.systolic_matmul(a, w, GOOD_P, row_offset=-1), "row_offset"),
+    (lambda a, w: pyvs.systolic_matmul(a, w, GOOD_P, row_offset=2**32 - 3), "row_offset"),
+])
+def test_bad_input_is_a_clear_error(call, match):
+    a, w = _ab()
+    with pytest.raises(RuntimeError, match=match):
+        call(a, w)
+
+
+def test_bad_seed_is_a_clear_error():
+    a, w = _ab()
+    with pytest.raises(ValueError, match="seed must fit in 64 bits"):
+        pyvs.systolic_matmul(a, w, GOOD_P, seed=2**64)
+
+
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
+def test_tensors_on_different_devices_are_a_clear_error():
+    a, w = _ab()
+    with pytest.raises(RuntimeError, match="must be on the same device"):
+        pyvs.systolic_matmul(a.cuda(), w, GOOD_P)
+
+
+def test_meta_tensors_on_different_devices_are_a_clear_error():
+    # Runs without a GPU: the meta device stands in for "another device".
+    a, w = _ab()
+    with pytest.raises(RuntimeError, match="must be on the same device"):
+        torch.ops.pyvs.systolic_matmul(a, w.to("meta"), torch.zeros(32, dtype=torch.float64))
