@@ -1,0 +1,187 @@
+"""Gate netlist of one PE's multiply-accumulate: a signed 8x8 multiplier
+feeding a W-bit two's-complement accumulator adder.
+
+Both timing models read this one description: the analytic model
+(:mod:`pyvs.timing.model`) propagates delay distributions through the
+multiplier's gates and uses the adder's cell structure in closed form; the
+Monte Carlo simulator (:mod:`pyvs.timing.montecarlo`) evaluates every gate on
+real operand values with sampled delays.
+
+Multiplier: Baugh-Wooley signed 8x8 (partial products a_i b_j, NAND where
+exactly one index is the sign bit, constants at 2^8 and 2^15), a Wallace
+tree of full/half adders, and a Kogge-Stone final adder: a fast multiplier,
+so that the accumulator's carry chain, not the multiplier, decides which
+bits fail first. The 16-bit product is sign-extended to W bits by fan-out
+of bit 15.
+
+Adders: one class per architecture, so that another adder (carry-lookahead,
+Kogge-Stone) can be added without touching callers. Each says how its cells
+are wired (for the simulator) and how the arrival of sum bit b depends on the
+operands (for the analytic model).
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Dict, List, Tuple
+
+CONST0, CONST1 = 0, 1
+
+
+@dataclasses.dataclass
+class Gate:
+    kind: str            # 'and', 'nand', 'or', 'xor', 'mux'
+    out: int
+    ins: Tuple[int, ...]  # mux: (select, data_if_1, data_if_0)
+
+
+class Netlist:
+    """Nets are integers (0 and 1 are the constants); gates are kept in
+    topological order."""
+
+    def __init__(self):
+        self.n_nets = 2
+        self.gates: List[Gate] = []
+
+    def new_net(self) -> int:
+        self.n_nets += 1
+        return self.n_nets - 1
+
+    def gate(self, kind: str, *ins: int) -> int:
+        out = self.new_net()
+        self.gates.append(Gate(kind, out, tuple(ins)))
+        return out
+
+    def full_adder(self, x: int, y: int, z: int) -> Tuple[int, int]:
+        p = self.gate("xor", x, y)
+        s = self.gate("xor", p, z)
+        c = self.gate("or", self.gate("and", x, y), self.gate("and", p, z))
+        return s, c
+
+    def half_adder(self, x: int, y: int) -> Tuple[int, int]:
+        return self.gate("xor", x, y), self.gate("and", x, y)
+
+
+def build_multiplier(net: Netlist, a: List[int], w: List[int]) -> List[int]:
+    """Baugh-Wooley signed n x n multiplier with a Wallace-tree reduction and
+    a Kogge-Stone final adder, as a fast PE multiplier would be built;
+    returns the 2n product nets (LSB first, the product mod 2^2n)."""
+    n = len(a)
+    width = 2 * n
+    cols: Dict[int, List[int]] = {c: [] for c in range(width)}
+    for i in range(n):
+        for j in range(n):
+            sign_term = (i == n - 1) != (j == n - 1)
+            cols[i + j].append(net.gate("nand" if sign_term else "and", a[i], w[j]))
+    cols[n].append(CONST1)
+    cols[width - 1].append(CONST1)
+    # Wallace tree: every stage compresses each column's bits three at a time
+    # with full adders (two at a time with a half adder when that is needed to
+    # reach two rows), all columns in parallel, until two rows remain.
+    while max(len(b) for b in cols.values()) > 2:
+        nxt: Dict[int, List[int]] = {c: [] for c in range(width)}
+        for c in range(width):
+            bits = cols[c]
+            i = 0
+            while len(bits) - i >= 3:
+                s, carry = net.full_adder(*bits[i:i + 3])
+                nxt[c].append(s)
+                if c + 1 < width:
+                    nxt[c + 1].append(carry)
+                i += 3
+            if len(bits) - i == 2 and len(bits) > 2:
+                s, carry = net.half_adder(*bits[i:i + 2])
+                nxt[c].append(s)
+                if c + 1 < width:
+                    nxt[c + 1].append(carry)
+                i += 2
+            nxt[c].extend(bits[i:])
+        cols = nxt
+    x = [cols[c][0] if len(cols[c]) > 0 else CONST0 for c in range(width)]
+    y = [cols[c][1] if len(cols[c]) > 1 else CONST0 for c in range(width)]
+    return kogge_stone(net, x, y)
+
+
+def kogge_stone(net: Netlist, x: List[int], y: List[int]) -> List[int]:
+    """Kogge-Stone parallel-prefix adder (mod 2^len(x)): log2(n) levels of
+    (G, P) = (G_hi | P_hi & G_lo, P_hi & P_lo) cells."""
+    n = len(x)
+    p0 = [net.gate("xor", xi, yi) for xi, yi in zip(x, y)]
+    G = [net.gate("and", xi, yi) for xi, yi in zip(x, y)]
+    P = list(p0)
+    dist = 1
+    while dist < n:
+        G2, P2 = list(G), list(P)
+        for i in range(dist, n):
+            G2[i] = net.gate("or", G[i], net.gate("and", P[i], G[i - dist]))
+            P2[i] = net.gate("and", P[i], P[i - dist])
+        G, P = G2, P2
+        dist *= 2
+    return [p0[0]] + [net.gate("xor", p0[i], G[i - 1]) for i in range(1, n)]
+
+
+class RippleCarryAdder:
+    """W-bit ripple-carry adder of propagate/generate cells:
+    p_j = x_j XOR y_j, g_j = x_j AND y_j, c_{j+1} = p_j ? c_j : g_j (a MUX on
+    the carry path), s_j = p_j XOR c_j; c_0 = 0.
+
+    Timing: XOR and AND are timed statically; the carry MUX is sensitized: it
+    settles when its select and the *selected* data input have settled. So
+    the carry into bit b comes from the nearest cell i < b whose p_i = 0 (a
+    generate or kill) and ripples through the propagating cells in between:
+    that chain's length is what the operands decide."""
+
+    name = "ripple"
+
+    def build(self, net: Netlist, x: List[int], y: List[int]) -> List[int]:
+        carry, sums = CONST0, []
+        for xj, yj in zip(x, y):
+            p = net.gate("xor", xj, yj)
+            g = net.gate("and", xj, yj)
+            sums.append(net.gate("xor", p, carry))
+            carry = net.gate("mux", p, carry, g)
+        return sums
+
+
+ADDERS = {"ripple": RippleCarryAdder}
+
+
+def adder(name: str):
+    try:
+        return ADDERS[name]()
+    except KeyError:
+        raise ValueError(f"unknown adder {name!r}; known: {sorted(ADDERS)}") from None
+
+
+@dataclasses.dataclass
+class MacNetlist:
+    net: Netlist
+    a: List[int]          # multiplier operand (activation), 8 nets, LSB first
+    w: List[int]          # multiplier operand (weight)
+    x: List[int]          # accumulator register, W nets
+    product: List[int]    # 16 product nets
+    sums: List[int]       # W accumulator-adder outputs
+    n_multiplier_gates: int
+
+
+def build_mac(acc_bits: int = 32, adder_name: str = "ripple", operand_bits: int = 8) -> MacNetlist:
+    """The PE datapath: (a * w) sign-extended to acc_bits, plus x."""
+    if not 8 <= acc_bits <= 32:
+        raise ValueError(f"acc_bits must be between 8 and 32, got {acc_bits}")
+    net = Netlist()
+    a = [net.new_net() for _ in range(operand_bits)]
+    w = [net.new_net() for _ in range(operand_bits)]
+    x = [net.new_net() for _ in range(acc_bits)]
+    product = build_multiplier(net, a, w)
+    n_mult = len(net.gates)
+    y = [product[min(j, len(product) - 1)] for j in range(acc_bits)]  # sign extension
+    sums = adder(adder_name).build(net, x, y[:acc_bits])
+    return MacNetlist(net, a, w, x, product[:acc_bits], sums, n_mult)
+
+
+def worst_case_path(mac: MacNetlist, tech) -> float:
+    """Topologically longest path of the whole MAC at nominal (mean) delays,
+    every gate timed statically: the path the clock is designed for."""
+    arr = [0.0] * mac.net.n_nets
+    for g in mac.net.gates:
+        arr[g.out] = max(arr[i] for i in g.ins) + tech.gate_delay(g.kind)
+    return max(arr[s] for s in mac.sums)

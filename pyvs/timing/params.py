@@ -1,0 +1,90 @@
+"""Every constant of the timing model, in one place, with where it comes from.
+
+The seed paper publishes none of its technology parameters, so these are
+ours. They describe a generic 28 nm-class bulk CMOS process at a 0.9 V
+nominal supply; the model is calibrated so that at 0.9 V the MAC's worst-case
+path meets the clock with a stated guard-band, which makes absolute gate
+delays drop out. What remains and matters is the *shape* of delay versus
+voltage (Vth, alpha), the guard-band, and the delay variation.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+
+@dataclasses.dataclass(frozen=True)
+class TechParams:
+    """Technology and design parameters of the PE timing model.
+
+    Attributes:
+        node: a label only; no number is derived from it.
+        vdd_nominal: nominal supply, volts. 0.9 V, as in the seed paper.
+        vth: threshold voltage of the alpha-power law, volts. 0.30 V: the
+            range of effective Vth that alpha-power fits of 28-45 nm bulk
+            CMOS report (0.25-0.40 V); low enough that 0.5 V is above
+            threshold, as the paper's 0.5 V operating point requires.
+        alpha: velocity-saturation index of the alpha-power law
+            (Sakurai & Newton, IEEE JSSC 1990): 2 for long channels, 1.2-1.5
+            for short-channel devices; 1.3 here.
+        guard_band: timing margin at nominal voltage, as a fraction of the
+            worst-case path delay: the clock period is (1 + guard_band) times
+            the worst-case path at vdd_nominal. The most influential
+            assumption of the model (see the README's sensitivity table).
+            1.0 makes the unit gate delay at 0.9 V come out at
+            1/(0.7 GHz) / (2 * 55.5 gate delays) = 12.9 ps, the FO4 delay of
+            28 nm-class bulk CMOS (10-15 ps): a MAC of this depth closes
+            timing near 1.4 GHz at 0.9 V, and 0.7 GHz (TPU v1's clock) leaves
+            it half the period as slack. 0.1 would be a tight sign-off margin.
+        sigma_gate: within-die random variation, sigma/mu of each gate's
+            delay, independent per gate and per evaluation. 5 %, the order
+            of random (local) delay variation reported for 28-45 nm logic at
+            nominal supply. Taken independent of voltage (it grows near
+            threshold in reality, which would make low-voltage errors more
+            likely than this model says).
+        d_and, d_or, d_xor, d_mux: delay of each gate kind in units of the
+            technology's gate delay d(V). Ratios in the spirit of logical
+            effort (Sutherland, Sproull & Harris, 1999): XOR is slower than
+            a simple gate; a transmission-gate MUX on the carry path is as
+            fast as a simple gate.
+    """
+
+    node: str = "generic 28 nm-class bulk CMOS (assumed)"
+    vdd_nominal: float = 0.9
+    vth: float = 0.30
+    alpha: float = 1.3
+    guard_band: float = 1.0
+    sigma_gate: float = 0.05
+    d_and: float = 1.0
+    d_or: float = 1.0
+    d_xor: float = 1.5
+    d_mux: float = 1.0
+
+    def __post_init__(self):
+        for name in ("vdd_nominal", "alpha", "d_and", "d_or", "d_xor", "d_mux"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v > 0):
+                raise ValueError(f"TechParams.{name} must be a positive number, got {v!r}")
+        if not (math.isfinite(self.vth) and 0 <= self.vth < self.vdd_nominal):
+            raise ValueError(f"TechParams.vth must be in [0, vdd_nominal), got {self.vth!r}")
+        if not (math.isfinite(self.guard_band) and self.guard_band >= 0):
+            raise ValueError(f"TechParams.guard_band must be >= 0, got {self.guard_band!r}")
+        if not (math.isfinite(self.sigma_gate) and 0 <= self.sigma_gate < 0.5):
+            raise ValueError(f"TechParams.sigma_gate must be in [0, 0.5), got {self.sigma_gate!r}")
+
+    def gate_delay(self, kind: str) -> float:
+        """Delay of a gate kind ('and', 'nand', 'or', 'xor', 'mux'), in units of d(V)."""
+        return {"and": self.d_and, "nand": self.d_and, "or": self.d_or,
+                "xor": self.d_xor, "mux": self.d_mux}[kind]
+
+    def relative_delay(self, volts) -> "float":
+        """d(V) / d(vdd_nominal) by the alpha-power law d(V) = k V / (V - Vth)^alpha."""
+        def d(v):
+            return v / (v - self.vth) ** self.alpha
+        return d(volts) / d(self.vdd_nominal)
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+DEFAULT = TechParams()

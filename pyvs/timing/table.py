@@ -1,0 +1,114 @@
+"""The error-table file: per-bit error probabilities on a voltage grid, with
+the parameters that produced them. JSON, so that it is readable and diffable:
+
+    {"format": "pyvs-error-table", "version": 1,
+     "freq_ghz": 0.7, "acc_bits": 32,
+     "voltages": [0.5, 0.55, ...],            # volts, strictly increasing
+     "p": [[p_0, ..., p_31], ...],           # one row per voltage, LSB first
+     "params": {...}}                         # TechParams and model options
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from typing import List, Sequence
+
+import torch
+
+FORMAT = "pyvs-error-table"
+VERSION = 1
+
+
+@dataclasses.dataclass
+class ErrorTable:
+    """voltages: volts [V], strictly increasing; p: [V][acc_bits] probabilities;
+    freq_ghz: GHz; acc_bits: bits; params: what produced the table."""
+
+    voltages: List[float]
+    p: List[List[float]]
+    freq_ghz: float
+    acc_bits: int
+    params: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        validate(self.voltages, self.p, self.freq_ghz, self.acc_bits)
+
+    def tensor(self) -> torch.Tensor:
+        """float64 [len(voltages), acc_bits]."""
+        return torch.tensor(self.p, dtype=torch.float64)
+
+    def p_bits(self, volts: float) -> torch.Tensor:
+        """The row for one voltage of the grid, float64 [acc_bits] (exact match
+        within 1e-9 V; the table is not interpolated)."""
+        for v, row in zip(self.voltages, self.p):
+            if abs(v - volts) <= 1e-9:
+                return torch.tensor(row, dtype=torch.float64)
+        raise ValueError(f"{volts} V is not on the table's grid {self.voltages}")
+
+
+def validate(voltages: Sequence[float], p: Sequence[Sequence[float]], freq_ghz: float, acc_bits: int):
+    if not isinstance(acc_bits, int) or not 8 <= acc_bits <= 32:
+        raise ValueError(f"error table: acc_bits must be an integer in 8..32, got {acc_bits!r}")
+    if not isinstance(freq_ghz, (int, float)) or not math.isfinite(freq_ghz) or freq_ghz <= 0:
+        raise ValueError(f"error table: freq_ghz must be a positive number, got {freq_ghz!r}")
+    if not isinstance(voltages, (list, tuple)) or not voltages:
+        raise ValueError("error table: voltages must be a non-empty list")
+    for v in voltages:
+        if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            raise ValueError(f"error table: voltage {v!r} is not a positive number")
+    if any(b <= a for a, b in zip(voltages, voltages[1:])):
+        raise ValueError(f"error table: voltages must be strictly increasing, got {list(voltages)}")
+    if not isinstance(p, (list, tuple)) or len(p) != len(voltages):
+        raise ValueError(f"error table: p must have one row per voltage ({len(voltages)}), "
+                         f"got {len(p) if isinstance(p, (list, tuple)) else type(p).__name__}")
+    for i, row in enumerate(p):
+        if not isinstance(row, (list, tuple)) or len(row) != acc_bits:
+            raise ValueError(f"error table: row {i} ({voltages[i]} V) must have acc_bits = {acc_bits} "
+                             f"entries, got {len(row) if isinstance(row, (list, tuple)) else row!r}")
+        for b, x in enumerate(row):
+            if not isinstance(x, (int, float)) or not math.isfinite(x) or not 0.0 <= x <= 1.0:
+                raise ValueError(f"error table: p[{i}][{b}] = {x!r} is not a probability in [0, 1]")
+
+
+def make_table(voltages, freq_ghz: float = 0.7, acc_bits: int = 32, **model_options) -> ErrorTable:
+    """Runs :func:`pyvs.timing.error_probabilities` on a grid (volts, GHz, bits)."""
+    from . import _split_options, error_probabilities
+    p = error_probabilities(voltages, freq_ghz, acc_bits, **model_options)
+    tech, ops, adder, design = _split_options(model_options)
+    params = {"tech": tech.as_dict(), "operands": ops.describe(), "adder": adder,
+              "design_freq_ghz": design}
+    v = [float(x) for x in (voltages.tolist() if isinstance(voltages, torch.Tensor) else voltages)]
+    return ErrorTable(v, p.tolist(), float(freq_ghz), int(acc_bits), params)
+
+
+def save_table(table: ErrorTable, path: str) -> None:
+    doc = {"format": FORMAT, "version": VERSION, "freq_ghz": table.freq_ghz,
+           "acc_bits": table.acc_bits, "voltages": table.voltages, "p": table.p,
+           "params": table.params}
+    tmp = f"{path}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(doc, f, indent=1)
+    os.replace(tmp, path)
+
+
+def load_table(path: str) -> ErrorTable:
+    """Reads and validates an error-table file; a malformed one is a ValueError."""
+    try:
+        with open(path) as f:
+            doc = json.load(f)
+    except FileNotFoundError:
+        raise ValueError(f"error table {path!r} does not exist") from None
+    except json.JSONDecodeError as e:
+        raise ValueError(f"error table {path!r} is not valid JSON: {e}") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise ValueError(f"{path!r} is not a pyvs error table (no \"format\": \"{FORMAT}\")")
+    if doc.get("version") != VERSION:
+        raise ValueError(f"{path!r}: unsupported error-table version {doc.get('version')!r} "
+                         f"(this pyvs reads version {VERSION})")
+    missing = [k for k in ("freq_ghz", "acc_bits", "voltages", "p") if k not in doc]
+    if missing:
+        raise ValueError(f"{path!r}: error table lacks {missing}")
+    return ErrorTable(doc["voltages"], doc["p"], doc["freq_ghz"], doc["acc_bits"],
+                      doc.get("params", {}))
