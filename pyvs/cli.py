@@ -43,6 +43,43 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _grid(vmin: float, vmax: float, step: float) -> list:
+    if not (step > 0 and vmax >= vmin):
+        raise SystemExit(f"pyvs: bad voltage grid: --vmin {vmin} --vmax {vmax} --step {step}")
+    n = int(round((vmax - vmin) / step))
+    return [round(vmin + i * step, 6) for i in range(n + 1)]
+
+
+def _timing(args: argparse.Namespace) -> int:
+    """Per-bit error-probability table on a voltage grid: printed, saved as
+    JSON, and drawn as a heatmap."""
+    from . import timing
+    from .plots import error_heatmap
+
+    opts = {k: getattr(args, k) for k in ("guard_band", "vth", "alpha", "sigma_gate")
+            if getattr(args, k) is not None}
+    try:
+        table = timing.make_table(_grid(args.vmin, args.vmax, args.step), args.freq,
+                                  args.acc_bits, **opts)
+    except ValueError as e:
+        raise SystemExit(f"pyvs timing: {e}")
+    tech = table.params["tech"]
+    print(f"P(bit b of one MAC's {table.acc_bits}-bit accumulator misses the clock), "
+          f"{table.freq_ghz} GHz; Vth={tech['vth']} V, alpha={tech['alpha']}, "
+          f"guard-band={tech['guard_band']}, sigma_gate={tech['sigma_gate']}, uniform operands")
+    print("bit " + " ".join(f"{v:>8.2f}V" for v in table.voltages))
+    p = table.tensor()
+    for b in range(table.acc_bits):
+        print(f"{b:>3} " + " ".join(f"{float(x):>9.2e}" for x in p[:, b]))
+    if args.out:
+        timing.save_table(table, args.out)
+        print(f"table: {args.out}")
+    if args.plot:
+        error_heatmap(table, args.plot)
+        print(f"heatmap: {args.plot}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pyvs", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -59,6 +96,24 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--rows", type=int, default=256, help="systolic array height (default: 256)")
     d.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     d.set_defaults(func=_demo)
+
+    t = sub.add_parser("timing", help="per-bit timing-error probabilities versus supply voltage")
+    t.add_argument("--vmin", type=float, default=0.5, help="lowest voltage, V (default: 0.5)")
+    t.add_argument("--vmax", type=float, default=0.9, help="highest voltage, V (default: 0.9)")
+    t.add_argument("--step", type=float, default=0.05, help="voltage step, V (default: 0.05)")
+    t.add_argument("--freq", type=float, default=0.7, help="clock frequency, GHz (default: 0.7)")
+    t.add_argument("--acc-bits", type=int, default=32, help="accumulator width, bits (default: 32)")
+    t.add_argument("--guard-band", type=float, default=None,
+                   help="timing margin at 0.9 V, fraction of the worst path (default: 1.0)")
+    t.add_argument("--vth", type=float, default=None, help="threshold voltage, V (default: 0.30)")
+    t.add_argument("--alpha", type=float, default=None, help="alpha-power index (default: 1.3)")
+    t.add_argument("--sigma-gate", type=float, default=None,
+                   help="sigma/mu of each gate delay (default: 0.05)")
+    t.add_argument("--out", default="error_table.json", metavar="JSON",
+                   help="table file to write (default: error_table.json; '' to skip)")
+    t.add_argument("--plot", default="error_table.png", metavar="PNG",
+                   help="heatmap to write (default: error_table.png; '' to skip)")
+    t.set_defaults(func=_timing)
     return parser
 
 

@@ -180,3 +180,16 @@ def test_narrow_accumulators(W):
     p = T.error_probabilities([0.45, 0.5, 0.9], acc_bits=W).numpy()
     assert p.shape == (3, W) and p[2].max() < 1e-12
     assert np.all(np.diff(p, axis=0) <= 1e-15)
+
+
+def test_timing_command_writes_table_and_heatmap(tmp_path, capsys):
+    from pyvs.cli import main
+    out, png = tmp_path / "t.json", tmp_path / "t.png"
+    assert main(["timing", "--vmin", "0.5", "--vmax", "0.6", "--step", "0.05",
+                 "--out", str(out), "--plot", str(png)]) == 0
+    table = T.load_table(str(out))
+    assert table.voltages == [0.5, 0.55, 0.6]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "0.50V" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="not above the threshold voltage"):
+        main(["timing", "--vmin", "0.2", "--out", "", "--plot", ""])
