@@ -17,6 +17,7 @@ except ImportError as e:  # pragma: no cover - only on a broken install
     ) from e
 
 from .ops import systolic_matmul  # noqa: E402
+from .nn import FaultConfig, convert, set_faults  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["systolic_matmul"]
+__all__ = ["systolic_matmul", "convert", "FaultConfig", "set_faults"]

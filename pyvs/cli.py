@@ -80,6 +80,53 @@ def _timing(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fmt_acc(row: dict, key: str) -> str:
+    return f"{100 * row[key]:6.2f} % [{100 * row[key + '_lo']:.2f}, {100 * row[key + '_hi']:.2f}]"
+
+
+def _run(args: argparse.Namespace) -> int:
+    """int8 MobileNetV2 on the simulated array: clean, then with timing errors
+    at one voltage; prints accuracies, golden agreement and error counts."""
+    from . import data, models, timing
+    from .evaluate import evaluate
+    from .nn import FaultConfig, convert, set_faults
+
+    try:
+        ds = data.imagenet_dataset(args.data, args.limit)
+        qmodel = models.mobilenet_v2_int8(args.weights)
+        p = timing.error_probabilities([args.voltage], args.freq, args.acc_bits)[0]
+    except ValueError as e:
+        raise SystemExit(f"pyvs run: {e}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = convert(qmodel, acc_bits=args.acc_bits).to(args.device)
+    W = args.acc_bits
+    protect = args.protect if args.protect is not None else (
+        ((1 << args.protect_msbs) - 1) << (W - args.protect_msbs) if args.protect_msbs else 0)
+    batches = data.decoded(ds, args.batch_size)
+    print(f"int8 MobileNetV2 on a {args.rows}-row systolic array, {W}-bit accumulators; "
+          f"{len(ds)} images from {args.data}; device {args.device}")
+    clean = evaluate(model, batches, device=args.device, desc="clean")
+    set_faults(model, FaultConfig(p, protect=protect, seed=args.seed, rows=args.rows))
+    faulty = evaluate(model, batches, golden=clean["pred"], device=args.device,
+                      desc=f"{args.voltage} V")
+    erring = [b for b in range(W) if p[b] > 0]
+    print(f"timing model at {args.voltage} V, {args.freq} GHz: bits {erring[0] if erring else '-'}"
+          f"..{erring[-1] if erring else '-'} err, max P = {float(p.max()):.2e} per MAC; "
+          f"protected bits: {[b for b in range(W) if protect >> b & 1] or 'none'}")
+    print(f"clean   top-1 {_fmt_acc(clean, 'top1')}  top-5 {_fmt_acc(clean, 'top5')}  "
+          f"({clean['seconds']:.1f} s, {clean['images_per_s']:.1f} img/s)")
+    print(f"faulty  top-1 {_fmt_acc(faulty, 'top1')}  top-5 {_fmt_acc(faulty, 'top5')}  "
+          f"({faulty['seconds']:.1f} s, {faulty['images_per_s']:.1f} img/s)")
+    print(f"golden agreement (top-1) {_fmt_acc(faulty, 'agree')}")
+    print(f"errors: {faulty['injected']} injected, {faulty['corrected']} corrected (Razor replays)")
+    for b in range(W):
+        i, c = faulty["injected_per_bit"][b], faulty["corrected_per_bit"][b]
+        if i or c:
+            print(f"  bit {b:>2}: {i:>12} injected {c:>12} corrected")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pyvs", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -114,6 +161,26 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--plot", default="error_table.png", metavar="PNG",
                    help="heatmap to write (default: error_table.png; '' to skip)")
     t.set_defaults(func=_timing)
+
+    r = sub.add_parser("run", help="int8 MobileNetV2 with timing errors at one voltage")
+    r.add_argument("--data", required=True, metavar="DIR",
+                   help="ImageNet sample folder (labels.csv) or ImageNet val/<wnid>/*.JPEG")
+    r.add_argument("--weights", default=None, metavar="PTH",
+                   help="state_dict of torchvision's int8 MobileNetV2 (default: torchvision download)")
+    r.add_argument("--voltage", type=float, default=0.5, help="supply voltage, V (default: 0.5)")
+    r.add_argument("--freq", type=float, default=0.7, help="clock, GHz (default: 0.7)")
+    r.add_argument("--protect-msbs", type=int, default=0,
+                   help="Razor-protect the N most significant accumulator bits (default: 0)")
+    r.add_argument("--protect", type=lambda v: int(v, 0), default=None, metavar="MASK",
+                   help="explicit protect bit mask, e.g. 0xff000000 (overrides --protect-msbs)")
+    r.add_argument("--acc-bits", type=int, default=32, help="accumulator width, bits (default: 32)")
+    r.add_argument("--rows", type=int, default=256, help="systolic array height (default: 256)")
+    r.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    r.add_argument("--limit", type=int, default=None, help="use the first N images only")
+    r.add_argument("--batch-size", type=int, default=50, help="images per batch (default: 50)")
+    r.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    r.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
+    r.set_defaults(func=_run)
     return parser
 
 

@@ -1,0 +1,65 @@
+"""Loading the networks pyvs studies: torchvision's int8 MobileNetV2 (the
+paper's network) and float torchvision CNNs, from a local weights file or,
+where the machine can download, torchvision's own weights."""
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Optional
+
+import torch
+import torchvision
+from torch import nn
+
+
+def _load_state_dict(model: nn.Module, path: str, what: str) -> nn.Module:
+    if not os.path.isfile(path):
+        raise ValueError(f"weights file {path!r} does not exist")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if isinstance(state, nn.Module):
+        state = state.state_dict()
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, KeyError) as e:
+        first = str(e).splitlines()[0]
+        raise ValueError(f"weights file {path!r} does not match the {what} architecture: {first}") from None
+    return model.eval()
+
+
+def mobilenet_v2_int8(weights: Optional[str] = None) -> nn.Module:
+    """torchvision's quantized MobileNetV2 (qnnpack engine), eval mode, from a
+    state_dict file, or else torchvision's IMAGENET1K_QNNPACK_V1 download."""
+    from torchvision.models.quantization import MobileNet_V2_QuantizedWeights, mobilenet_v2
+    torch.backends.quantized.engine = "qnnpack"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch 2.14 deprecates its quantized tensor types
+        if weights:
+            return _load_state_dict(mobilenet_v2(weights=None, quantize=True), weights, "int8 MobileNetV2")
+        try:
+            return mobilenet_v2(weights=MobileNet_V2_QuantizedWeights.IMAGENET1K_QNNPACK_V1,
+                                quantize=True).eval()
+        except Exception as e:
+            raise ValueError(
+                "no weights file was given and torchvision's int8 MobileNetV2 weights could not be "
+                f"downloaded ({type(e).__name__}). Pass --weights PATH to a state_dict of "
+                "torchvision.models.quantization.mobilenet_v2(quantize=True), e.g. "
+                "mobilenet_v2_int8_qnnpack_state_dict.pth from the shared data folder.") from None
+
+
+def float_model(arch: str, weights: Optional[str] = None, pretrained: bool = False) -> nn.Module:
+    """A float torchvision classifier by name (e.g. 'mobilenet_v2', 'resnet18'):
+    weights from a file, torchvision's default weights (pretrained=True, needs
+    a download), or random."""
+    try:
+        builder = torchvision.models.get_model_builder(arch)
+    except ValueError:
+        raise ValueError(f"unknown torchvision model {arch!r}") from None
+    if weights:
+        return _load_state_dict(builder(weights=None), weights, arch)
+    if pretrained:
+        try:
+            return builder(weights="DEFAULT").eval()
+        except Exception as e:
+            raise ValueError(f"torchvision's weights for {arch!r} could not be downloaded "
+                             f"({type(e).__name__}); pass a weights file instead") from None
+    return builder(weights=None).eval()

@@ -1,0 +1,266 @@
+"""Drop-in conv and linear layers that run on the simulated systolic array.
+
+A layer takes a float tensor and returns a float tensor, like the layer it
+replaces; inside, it is integer arithmetic, as on an int8 accelerator:
+
+1. quantize the input: q = clamp(round(x * (1 / s_in)) + z_in, qmin, qmax)
+   (float32, round half to even), uint8 (quint8 convention) or int8;
+2. lower to a GEMM (im2col for convs; one [G, M, K] GEMM for G groups) and
+   run it on ``torch.ops.pyvs.systolic_matmul`` with uint8/int8 q times int8
+   weights: this is where timing errors are injected;
+3. outside the array, per output channel n: acc' = acc - z_in * sum_k w[k, n]
+   + bias_q[n] (the zero-point correction and the int32 bias, whose scale is
+   s_in * s_w[n]);
+4. either requantize to the output grid, as an int8 model does between layers,
+   y = clamp(round(float32(acc') * M[n]) + z_out, omin, omax) with
+   M[n] = float32(s_in * s_w[n] / s_out), then return (y - z_out) * s_out;
+   or (no output grid) return float32(float64(acc') * s_in * s_w[n]).
+
+Weights are symmetric int8 (zero point 0), per output channel or per tensor.
+"""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..ops import systolic_matmul
+from .config import FaultConfig, stream_id
+
+_QRANGE = {"uint8": (0, 255), "int8": (-128, 127)}
+_ZERO_P = {}
+
+
+def _zero_p(W: int) -> torch.Tensor:
+    if W not in _ZERO_P:
+        _ZERO_P[W] = torch.zeros(W, dtype=torch.float64)
+    return _ZERO_P[W]
+
+
+class SystolicLayer(nn.Module):
+    """Shared part of :class:`SystolicConv2d` and :class:`SystolicLinear`.
+
+    Buffers: ``weight_q`` int8 (the layer's weight shape), ``w_scale`` float32
+    [Cout], ``bias_q`` int32 [Cout], ``colsum`` int64 [Cout]. Attributes:
+    in_scale/in_zero_point/in_dtype, out_scale/out_zero_point/out_min/out_max
+    (out_scale None: float output), acc_bits (W), name, stream (random stream
+    id), fault (:class:`FaultConfig` or None), image_offset, stats int64 [2, W].
+    """
+
+    def __init__(self, weight_q: torch.Tensor, w_scale: torch.Tensor, bias_q: Optional[torch.Tensor],
+                 in_scale: float, in_zero_point: int, in_dtype: str = "uint8",
+                 out_scale: Optional[float] = None, out_zero_point: int = 0, out_relu: bool = False,
+                 out_dtype: str = "uint8", acc_bits: int = 32, name: str = ""):
+        super().__init__()
+        if weight_q.dtype != torch.int8:
+            raise TypeError(f"{type(self).__name__}: weights must be int8, got {weight_q.dtype}")
+        if in_dtype not in _QRANGE:
+            raise ValueError(f"activation dtype must be 'uint8' or 'int8', got {in_dtype!r}")
+        if not (math.isfinite(in_scale) and in_scale > 0):
+            raise ValueError(f"input scale must be positive, got {in_scale}")
+        qmin, qmax = _QRANGE[in_dtype]
+        if not qmin <= in_zero_point <= qmax:
+            raise ValueError(f"input zero point {in_zero_point} is outside the {in_dtype} range")
+        if not 8 <= acc_bits <= 32:
+            raise ValueError(f"acc_bits must be 8..32, got {acc_bits}")
+        cout = weight_q.shape[0]
+        w_scale = torch.as_tensor(w_scale, dtype=torch.float32).reshape(-1).expand(cout).clone()
+        if bias_q is None:
+            bias_q = torch.zeros(cout, dtype=torch.int32)
+        self.register_buffer("weight_q", weight_q.contiguous())
+        self.register_buffer("w_scale", w_scale)
+        self.register_buffer("bias_q", bias_q.to(torch.int32))
+        self.register_buffer("colsum", weight_q.reshape(cout, -1).to(torch.int64).sum(1))
+        # Step 3 in one add: bias_q - z_in * colsum, per output channel.
+        self.register_buffer("acc_offset", (self.bias_q.to(torch.int64) - int(in_zero_point) * self.colsum)
+                             .to(torch.int32))
+        self.in_scale, self.in_zero_point, self.in_dtype = float(in_scale), int(in_zero_point), in_dtype
+        self.in_min, self.in_max = qmin, qmax
+        self.out_scale = None if out_scale is None else float(out_scale)
+        self.out_zero_point = int(out_zero_point)
+        omin, omax = _QRANGE[out_dtype]
+        self.out_min = self.out_zero_point if out_relu else omin
+        self.out_max = omax
+        self.acc_bits = int(acc_bits)
+        self.name = name
+        self.stream = stream_id(name)
+        self.fault: Optional[FaultConfig] = None
+        self.image_offset = 0
+        self.stats = torch.zeros(2, self.acc_bits, dtype=torch.int64)
+        # float32 scale products, as the int8 runtimes compute them
+        s_in = torch.tensor(self.in_scale, dtype=torch.float32)
+        self.register_buffer("acc_scale", s_in * self.w_scale)
+        if self.out_scale is not None:
+            self.register_buffer("requant", s_in * self.w_scale / torch.tensor(self.out_scale, dtype=torch.float32))
+
+    # -- settings -------------------------------------------------------------
+    def set_name(self, name: str) -> None:
+        """Qualified module name; the random stream id follows from it."""
+        self.name, self.stream = name, stream_id(name)
+
+    def set_fault(self, config: Optional[FaultConfig]) -> None:
+        if config is not None and config.p_bits is not None and config.p_bits.numel() != self.acc_bits:
+            raise ValueError(f"layer {self.name!r}: the probability table has {config.p_bits.numel()} "
+                             f"entries but the accumulator is {self.acc_bits} bits wide")
+        self.fault = config
+
+    # -- the arithmetic ---------------------------------------------------------
+    def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
+        """float x -> uint8/int8 q on the input grid."""
+        inv = 1.0 / torch.tensor(self.in_scale, dtype=torch.float32)
+        q = torch.round(x.float() * inv) + self.in_zero_point
+        return q.clamp_(self.in_min, self.in_max).to(torch.uint8 if self.in_dtype == "uint8" else torch.int8)
+
+    def gemm(self, a: torch.Tensor, w: torch.Tensor, row_offset: int) -> torch.Tensor:
+        """a [G, M, K] uint8/int8, w [G, K, N] int8 -> int32 [G, M, N] on the array."""
+        cfg = self.fault
+        if cfg is None or cfg.p_bits is None:
+            p, protect, seed, rows = _zero_p(self.acc_bits), 0, 0, 256
+        else:
+            p, protect, seed, rows = cfg.p_bits, cfg.protect, cfg.seed, cfg.rows
+        out, stats = systolic_matmul(a, w, p, protect=protect, seed=seed, layer=self.stream,
+                                     row_offset=row_offset, rows=rows)
+        self.stats += stats.cpu()
+        return out
+
+    def finish(self, acc: torch.Tensor) -> torch.Tensor:
+        """int32 acc [..., Cout] -> float output [..., Cout] (steps 3 and 4)."""
+        # int32 like the accumulator registers (wraps only if the array's output does)
+        acc = acc + self.acc_offset
+        if self.out_scale is None:
+            return (acc.double() * self.acc_scale.double()).float()
+        # round(acc * M) + z clamped to [omin, omax], minus z: the same as
+        # clamping round(acc * M) to [omin - z, omax - z].
+        y = torch.round(acc.float() * self.requant)
+        y.clamp_(self.out_min - self.out_zero_point, self.out_max - self.out_zero_point)
+        return y.mul_(self.out_scale)
+
+    def extra_repr(self) -> str:
+        out = "float" if self.out_scale is None else f"scale={self.out_scale:.4g}, zp={self.out_zero_point}"
+        return (f"name={self.name!r}, in=({self.in_dtype}, scale={self.in_scale:.4g}, "
+                f"zp={self.in_zero_point}), out=({out}), acc_bits={self.acc_bits}")
+
+
+class SystolicConv2d(SystolicLayer):
+    """Conv2d on the systolic array. Input float [N, Cin, H, W]; output float
+    [N, Cout, Ho, Wo]. Groups (depthwise too) run as one [G, M, K] GEMM; GEMM
+    row m = (image, output pixel), global row = image_offset * Ho * Wo + m."""
+
+    def __init__(self, weight_q, w_scale, bias_q, in_scale, in_zero_point, *, stride=1, padding=0,
+                 dilation=1, groups=1, **kw):
+        super().__init__(weight_q, w_scale, bias_q, in_scale, in_zero_point, **kw)
+        if weight_q.dim() != 4:
+            raise ValueError(f"SystolicConv2d: weight must be [Cout, Cin/groups, kh, kw], got {tuple(weight_q.shape)}")
+        pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)  # noqa: E731
+        self.stride, self.padding, self.dilation = pair(stride), pair(padding), pair(dilation)
+        self.groups = int(groups)
+        cout, cin_g, kh, kw_ = weight_q.shape
+        if cout % self.groups:
+            raise ValueError(f"SystolicConv2d: {cout} output channels do not split into {groups} groups")
+        self.in_channels, self.out_channels, self.kernel_size = cin_g * self.groups, cout, (kh, kw_)
+        g = self.groups
+        # [G, K, Cout/G]: the GEMM's weight operand, K = (c, i, j) as unfold orders it
+        self.register_buffer("w_gemm", weight_q.reshape(g, cout // g, cin_g * kh * kw_).transpose(1, 2).contiguous())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4:
+            raise ValueError(f"layer {self.name!r} (SystolicConv2d) expects a 4-D input [N, C, H, W], "
+                             f"got shape {tuple(x.shape)}")
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"layer {self.name!r} expects {self.in_channels} input channels, got {x.shape[1]}")
+        n, _, h, w = x.shape
+        kh, kw = self.kernel_size
+        (sh, sw), (ph, pw), (dh, dw) = self.stride, self.padding, self.dilation
+        ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+        wo = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+        q = self.quantize_input(x)
+        g = self.groups
+        cg = self.in_channels // g
+        if (kh, kw, sh, sw, ph, pw) == (1, 1, 1, 1, 0, 0):
+            cols = q.reshape(n, g, cg, h * w).permute(1, 0, 3, 2)                  # [G, N, L, K]
+        else:
+            # Padding is real zero, i.e. the zero point on the quantized grid.
+            qp = F.pad(q.float(), (pw, pw, ph, ph), value=float(self.in_zero_point))
+            cols = F.unfold(qp, (kh, kw), dilation=(dh, dw), stride=(sh, sw))      # [N, C*kh*kw, L]
+            cols = cols.reshape(n, g, cg * kh * kw, ho * wo).permute(1, 0, 3, 2).to(q.dtype)
+        a = cols.reshape(g, n * ho * wo, -1).contiguous()
+        acc = self.gemm(a, self.w_gemm, self.image_offset * ho * wo)             # [G, N*L, Cout/G]
+        acc = acc.reshape(g, n, ho * wo, self.out_channels // g).permute(1, 2, 0, 3).reshape(n, ho * wo, -1)
+        return self.finish(acc).reshape(n, ho, wo, -1).permute(0, 3, 1, 2).contiguous()
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}, groups={self.groups}, " + super().extra_repr())
+
+
+class SystolicLinear(SystolicLayer):
+    """Linear on the systolic array. Input float [N, *, in_features]; output
+    float [N, *, out_features]; global row = image_offset * prod(*) + m."""
+
+    def __init__(self, weight_q, w_scale, bias_q, in_scale, in_zero_point, **kw):
+        super().__init__(weight_q, w_scale, bias_q, in_scale, in_zero_point, **kw)
+        if weight_q.dim() != 2:
+            raise ValueError(f"SystolicLinear: weight must be [out, in], got {tuple(weight_q.shape)}")
+        self.out_features, self.in_features = weight_q.shape
+        self.register_buffer("w_gemm", weight_q.t().contiguous().unsqueeze(0))  # [1, K, N]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() < 2 or x.shape[-1] != self.in_features:
+            raise ValueError(f"layer {self.name!r} (SystolicLinear) expects [N, ..., {self.in_features}], "
+                             f"got shape {tuple(x.shape)}")
+        lead = x.shape[:-1]
+        per_image = math.prod(lead[1:])
+        q = self.quantize_input(x).reshape(1, -1, self.in_features)
+        acc = self.gemm(q, self.w_gemm, self.image_offset * per_image)[0]
+        return self.finish(acc).reshape(*lead, self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_features}, {self.out_features}, " + super().extra_repr()
+
+
+class FakeQuant(nn.Module):
+    """Rounds a float tensor to a quantization grid and back (what an int8
+    model's quantize step, or an op's requantized output, does to values)."""
+
+    def __init__(self, scale: float, zero_point: int, dtype: str = "uint8"):
+        super().__init__()
+        self.scale, self.zero_point, self.dtype = float(scale), int(zero_point), dtype
+        self.qmin, self.qmax = _QRANGE[dtype]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        inv = 1.0 / torch.tensor(self.scale, dtype=torch.float32)
+        q = (torch.round(x.float() * inv) + self.zero_point).clamp_(self.qmin, self.qmax)
+        return (q - self.zero_point) * torch.tensor(self.scale, dtype=torch.float32)
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale:.4g}, zero_point={self.zero_point}, dtype={self.dtype}"
+
+
+class QuantFunctional(nn.Module):
+    """Float stand-in for torch.ao's QFunctional (quantized add, cat, ...):
+    the float op, then the result rounded to the op's output grid."""
+
+    def __init__(self, scale: float, zero_point: int):
+        super().__init__()
+        self.out = FakeQuant(scale, zero_point)
+
+    def add(self, a, b):
+        return self.out(a + b)
+
+    def add_relu(self, a, b):
+        return self.out(torch.relu(a + b))
+
+    def mul(self, a, b):
+        return self.out(a * b)
+
+    def cat(self, xs, dim=0):
+        return self.out(torch.cat(xs, dim=dim))
+
+    def add_scalar(self, a, s):
+        return self.out(a + s)
+
+    def mul_scalar(self, a, s):
+        return self.out(a * s)

@@ -1,0 +1,154 @@
+"""Post-training int8 quantization of a float model onto systolic layers.
+
+Method (every choice stated, none tuned on the evaluation images):
+1. BatchNorm folding: each BatchNorm2d that directly follows a Conv2d (found
+   by torch.fx tracing, or in nn.Sequential order when the model does not
+   trace) is folded into the conv's weight and bias (eval statistics).
+2. Weights: symmetric int8 per output channel, s_w[n] = max|w[n]| / 127,
+   q = clamp(round(w / s_w), -127, 127).
+3. Activations: per-tensor, one scale per GEMM input, calibrated by the
+   min/max of that input over the calibration batches (range widened to
+   include 0, so that 0 and zero padding are exact). uint8: s = (max - min)
+   / 255, z = round(-min / s); int8: symmetric, s = max(|min|, |max|) / 127.
+4. Bias: int32 on the accumulator's scale, round(b / (s_in * s_w[n])).
+Layer outputs stay float (dequantized accumulators); the next GEMM quantizes
+its own input.
+"""
+from __future__ import annotations
+
+from typing import Dict, Iterable, List, Tuple
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from .nn.convert import PASSTHROUGH, UNSUPPORTED, _check_left, _set_module
+from .nn.layers import SystolicConv2d, SystolicLinear
+
+
+def _conv_bn_pairs(model: nn.Module) -> List[Tuple[str, str]]:
+    try:
+        import torch.fx
+        gm = torch.fx.symbolic_trace(model)
+        mods = dict(gm.named_modules())
+        pairs = []
+        for node in gm.graph.nodes:
+            if node.op == "call_module" and isinstance(mods.get(node.target), nn.BatchNorm2d):
+                src = node.args[0]
+                if (isinstance(src, torch.fx.Node) and src.op == "call_module"
+                        and isinstance(mods.get(src.target), nn.Conv2d) and len(src.users) == 1):
+                    pairs.append((src.target, node.target))
+        return pairs
+    except Exception:  # not traceable: consecutive children of Sequentials
+        pairs = []
+        for name, m in model.named_modules():
+            if isinstance(m, nn.Sequential):
+                kids = list(m.named_children())
+                for (n1, a), (n2, b) in zip(kids, kids[1:]):
+                    if isinstance(a, nn.Conv2d) and isinstance(b, nn.BatchNorm2d):
+                        prefix = f"{name}." if name else ""
+                        pairs.append((prefix + n1, prefix + n2))
+        return pairs
+
+
+def fold_batchnorm(model: nn.Module) -> int:
+    """Folds every Conv2d -> BatchNorm2d pair in place; returns how many."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+    model.eval()
+    pairs = _conv_bn_pairs(model)
+    for conv_name, bn_name in pairs:
+        fused = fuse_conv_bn_eval(model.get_submodule(conv_name), model.get_submodule(bn_name))
+        _set_module(model, conv_name, fused)
+        _set_module(model, bn_name, nn.Identity())
+    return len(pairs)
+
+
+def quantize_weight(w: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric per-output-channel int8: (q int8 like w, scale float32 [Cout])."""
+    w = w.detach().float()
+    amax = w.reshape(w.shape[0], -1).abs().amax(1)
+    scale = torch.where(amax > 0, amax / 127.0, torch.ones_like(amax))
+    q = torch.round(w / scale.reshape(-1, *([1] * (w.dim() - 1)))).clamp(-127, 127)
+    return q.to(torch.int8), scale
+
+
+def activation_qparams(lo: float, hi: float, dtype: str = "uint8") -> Tuple[float, int]:
+    """(scale, zero point) covering [lo, hi] and 0."""
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    if dtype == "uint8":
+        scale = (hi - lo) / 255.0 or 1.0
+        return scale, int(min(255, max(0, round(-lo / scale))))
+    if dtype == "int8":
+        return (max(-lo, hi) / 127.0) or 1.0, 0
+    raise ValueError(f"activation dtype must be 'uint8' or 'int8', got {dtype!r}")
+
+
+def calibrate(model: nn.Module, calibration: Iterable[torch.Tensor], progress: bool = False
+              ) -> Tuple[Dict[str, Tuple[float, float]], int]:
+    """Min and max of the input of every Conv2d/Linear over the calibration
+    batches (float tensors). Returns ({name: (min, max)}, images seen)."""
+    ranges: Dict[str, List[float]] = {}
+    hooks = []
+    for name, m in model.named_modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            def hook(mod, args, name=name):
+                x = args[0].detach()
+                lo, hi = float(x.min()), float(x.max())
+                r = ranges.setdefault(name, [lo, hi])
+                r[0], r[1] = min(r[0], lo), max(r[1], hi)
+            hooks.append(m.register_forward_pre_hook(hook))
+    seen = 0
+    try:
+        with torch.no_grad():
+            for batch in tqdm(calibration, desc="calibrating", disable=not progress, leave=False):
+                if isinstance(batch, (list, tuple)):
+                    batch = batch[0]
+                model(batch)
+                seen += batch.shape[0]
+    finally:
+        for h in hooks:
+            h.remove()
+    if seen == 0:
+        raise ValueError("calibration needs at least one image; the calibration data was empty")
+    return {k: (v[0], v[1]) for k, v in ranges.items()}, seen
+
+
+def quantize_float_model(model: nn.Module, calibration: Iterable[torch.Tensor], *, acc_bits: int = 32,
+                         act_dtype: str = "uint8", allow_float: bool = False,
+                         progress: bool = False) -> nn.Module:
+    """Quantizes ``model`` in place (see the module docstring) and returns it
+    with every Conv2d/Linear replaced by a systolic layer."""
+    unsupported = [f"{n} ({type(m).__name__})" for n, m in model.named_modules()
+                   if isinstance(m, UNSUPPORTED)]
+    if unsupported and not allow_float:
+        raise ValueError("pyvs.convert: cannot map these layers to the systolic array: "
+                         + ", ".join(unsupported) + ". Pass allow_float=True to leave them in float.")
+    if act_dtype not in ("uint8", "int8"):
+        raise ValueError(f"activation dtype must be 'uint8' or 'int8', got {act_dtype!r}")
+    model.eval()
+    fold_batchnorm(model)
+    ranges, _ = calibrate(model, calibration, progress)
+    for name, m in list(model.named_modules()):
+        if not isinstance(m, (nn.Conv2d, nn.Linear)) or name not in ranges:
+            continue
+        s_in, z_in = activation_qparams(*ranges[name], act_dtype)
+        w_q, w_s = quantize_weight(m.weight)
+        bias_q = None
+        if m.bias is not None:
+            bias_q = torch.round(m.bias.detach().float() / (torch.tensor(s_in, dtype=torch.float32) * w_s))
+            bias_q = bias_q.clamp(-2**31, 2**31 - 1).to(torch.int32)
+        kw = dict(in_dtype=act_dtype, acc_bits=acc_bits, name=name)
+        if isinstance(m, nn.Conv2d):
+            if m.padding_mode != "zeros" or isinstance(m.padding, str):
+                raise ValueError(f"layer {name!r}: padding {m.padding!r}/{m.padding_mode!r} is not supported")
+            new = SystolicConv2d(w_q, w_s, bias_q, s_in, z_in, stride=m.stride, padding=m.padding,
+                                 dilation=m.dilation, groups=m.groups, **kw)
+        else:
+            new = SystolicLinear(w_q, w_s, bias_q, s_in, z_in, **kw)
+        _set_module(model, name, new)
+    _check_left(model, allow_float)
+    return model
+
+
+__all__ = ["fold_batchnorm", "quantize_weight", "activation_qparams", "calibrate",
+           "quantize_float_model", "PASSTHROUGH"]
