@@ -10,7 +10,7 @@ Method (every choice stated, none tuned on the evaluation images):
    min/max of that input over the calibration batches (range widened to
    include 0, so that 0 and zero padding are exact). uint8: s = (max - min)
    / 255, z = round(-min / s); int8: symmetric, s = max(|min|, |max|) / 127.
-4. Bias: int32 on the accumulator's scale, round(b / (s_in * s_w[n])).
+4. Bias: int32 on the accumulator's scale, round(b * (1 / (s_in * s_w[n]))).
 Layer outputs stay float (dequantized accumulators); the next GEMM quantizes
 its own input.
 """
@@ -23,7 +23,7 @@ from torch import nn
 from tqdm import tqdm
 
 from .nn.convert import PASSTHROUGH, UNSUPPORTED, _check_left, _set_module
-from .nn.layers import SystolicConv2d, SystolicLinear
+from .nn.layers import SystolicConv2d, SystolicLinear, quantize_bias
 
 
 def _conv_bn_pairs(model: nn.Module) -> List[Tuple[str, str]]:
@@ -133,10 +133,7 @@ def quantize_float_model(model: nn.Module, calibration: Iterable[torch.Tensor], 
             continue
         s_in, z_in = activation_qparams(*ranges[name], act_dtype)
         w_q, w_s = quantize_weight(m.weight)
-        bias_q = None
-        if m.bias is not None:
-            bias_q = torch.round(m.bias.detach().float() / (torch.tensor(s_in, dtype=torch.float32) * w_s))
-            bias_q = bias_q.clamp(-2**31, 2**31 - 1).to(torch.int32)
+        bias_q = None if m.bias is None else quantize_bias(m.bias, s_in, w_s)
         kw = dict(in_dtype=act_dtype, acc_bits=acc_bits, name=name)
         if isinstance(m, nn.Conv2d):
             if m.padding_mode != "zeros" or isinstance(m.padding, str):

@@ -18,7 +18,7 @@ from typing import Callable, Dict, Iterable, Optional
 import torch
 from torch import nn
 
-from .layers import FakeQuant, QuantFunctional, SystolicConv2d, SystolicLinear
+from .layers import FakeQuant, QuantFunctional, SystolicConv2d, SystolicLinear, quantize_bias
 
 # Modules that hold no computation of their own (or only elementwise float
 # work that needs no array): they stay as they are.
@@ -85,19 +85,30 @@ def from_quantized(qmodel: nn.Module, example_input: Optional[torch.Tensor] = No
     if example_input is None:
         example_input = torch.zeros(1, 3, 224, 224)
     inputs: Dict[str, tuple] = {}
-    hooks = []
+    add_inputs: Dict[str, tuple] = {}
+    hooks, patched = [], []
     for name, m in qmodel.named_modules():
         if isinstance(m, convs + linears):
             def hook(mod, args, name=name):
                 x = args[0]
                 inputs[name] = (x.q_scale(), x.q_zero_point(), x.dtype)
             hooks.append(m.register_forward_pre_hook(hook))
+        elif isinstance(m, nnq.QFunctional):
+            # Record the input grids of its adds (a method, not a forward).
+            for op in ("add", "add_relu"):
+                def wrapped(a, b, name=name, orig=getattr(m, op)):
+                    add_inputs[name] = ((a.q_scale(), a.q_zero_point()), (b.q_scale(), b.q_zero_point()))
+                    return orig(a, b)
+                setattr(m, op, wrapped)
+                patched.append((m, op))
     try:
         with torch.no_grad():
             qmodel(example_input)
     finally:
         for h in hooks:
             h.remove()
+        for m, op in patched:
+            delattr(m, op)  # back to the class's method
 
     model = copy.deepcopy(qmodel)
     for name, m in list(model.named_modules()):
@@ -110,10 +121,7 @@ def from_quantized(qmodel: nn.Module, example_input: Optional[torch.Tensor] = No
             in_dtype = {torch.quint8: "uint8", torch.qint8: "int8"}[dt]
             w_q, w_s = _weight_parts(m.weight())
             bias = m.bias()
-            bias_q = None
-            if bias is not None:
-                # int32 bias on the accumulator's scale s_in * s_w (float32, as the int8 runtimes do)
-                bias_q = torch.round(bias.float() / (torch.tensor(s_in, dtype=torch.float32) * w_s)).to(torch.int32)
+            bias_q = None if bias is None else quantize_bias(bias, s_in, w_s)
             kw = dict(in_dtype=in_dtype, out_scale=m.scale, out_zero_point=m.zero_point,
                       out_relu=isinstance(m, relu_fused), acc_bits=acc_bits, name=name)
             if isinstance(m, convs):
@@ -130,7 +138,7 @@ def from_quantized(qmodel: nn.Module, example_input: Optional[torch.Tensor] = No
         elif isinstance(m, nnq.DeQuantize):
             _set_module(model, name, nn.Identity())
         elif isinstance(m, nnq.QFunctional):
-            _set_module(model, name, QuantFunctional(m.scale, m.zero_point))
+            _set_module(model, name, QuantFunctional(m.scale, m.zero_point, add_inputs.get(name)))
         elif isinstance(m, nnq.Dropout):
             _set_module(model, name, nn.Identity())
     _check_left(model, allow_float)

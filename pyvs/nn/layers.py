@@ -21,6 +21,7 @@ Weights are symmetric int8 (zero point 0), per output channel or per tensor.
 from __future__ import annotations
 
 import math
+import struct
 from typing import Optional
 
 import torch
@@ -38,6 +39,15 @@ def _zero_p(W: int) -> torch.Tensor:
     if W not in _ZERO_P:
         _ZERO_P[W] = torch.zeros(W, dtype=torch.float64)
     return _ZERO_P[W]
+
+
+def quantize_bias(bias: torch.Tensor, in_scale: float, w_scale: torch.Tensor) -> torch.Tensor:
+    """float bias [Cout] -> int32 on the accumulator's scale s_in * s_w[n]:
+    round(b * (1 / (s_in * s_w))) in float32, as ATen quantizes int32 biases
+    (b / (s_in * s_w) differs in the last bit now and then)."""
+    scale = torch.tensor(in_scale, dtype=torch.float32) * w_scale.to(torch.float32)
+    q = torch.round(bias.detach().float() * (1.0 / scale))
+    return q.clamp(-2**31, 2**31 - 1).to(torch.int32)
 
 
 class SystolicLayer(nn.Module):
@@ -239,18 +249,58 @@ class FakeQuant(nn.Module):
         return f"scale={self.scale:.4g}, zero_point={self.zero_point}, dtype={self.dtype}"
 
 
+def _f32_bits(x: float) -> int:
+    return struct.unpack("<I", struct.pack("<f", x))[0]
+
+
+def _f32_from_bits(b: int) -> float:
+    return struct.unpack("<f", struct.pack("<I", b & 0xFFFFFFFF))[0]
+
+
+def _f32(x: float) -> float:
+    return struct.unpack("<f", struct.pack("<f", x))[0]
+
+
 class QuantFunctional(nn.Module):
     """Float stand-in for torch.ao's QFunctional (quantized add, cat, ...):
-    the float op, then the result rounded to the op's output grid."""
+    the result is rounded to the op's output grid.
 
-    def __init__(self, scale: float, zero_point: int):
+    When the input grids of ``add``/``add_relu`` are known (``inputs``,
+    recorded by :func:`pyvs.nn.from_quantized`), the add is QNNPACK's
+    fixed-point uint8 add, step for step (each input times an integer
+    multiplier, a rounding right shift): bit-identical to torchvision's int8
+    models on the qnnpack engine. Otherwise the float sum is rounded."""
+
+    def __init__(self, scale: float, zero_point: int, inputs=None):
         super().__init__()
         self.out = FakeQuant(scale, zero_point)
+        self.inputs = inputs  # ((s_a, z_a), (s_b, z_b)) or None
+
+    def _fixed_point_add(self, a, b, relu):
+        (sa, za), (sb, zb) = self.inputs
+        so, zo = self.out.scale, self.out.zero_point
+        qa = (torch.round(a.float() / torch.tensor(sa, dtype=torch.float32)) + za).to(torch.int64)
+        qb = (torch.round(b.float() / torch.tensor(sb, dtype=torch.float32)) + zb).to(torch.int64)
+        a_os, b_os = _f32(_f32(sa) / _f32(so)), _f32(_f32(sb) / _f32(so))
+        shift = 21 - ((_f32_bits(max(a_os, b_os)) >> 23) - 127)
+        # a_os * 2^shift (exponent bump), rounded half to even like lrintf
+        am = round(_f32_from_bits(_f32_bits(a_os) + (shift << 23)))
+        bm = round(_f32_from_bits(_f32_bits(b_os) + (shift << 23)))
+        acc = qa * am + qb * bm - (am * za + bm * zb)
+        mask = (1 << shift) - 1
+        rem = (acc & mask) - (acc < 0).to(torch.int64)
+        acc = (acc >> shift) + (rem > (mask >> 1)).to(torch.int64)
+        y = (acc + zo).clamp_(zo if relu else 0, 255)
+        return (y - zo).float() * torch.tensor(so, dtype=torch.float32)
 
     def add(self, a, b):
+        if self.inputs is not None:
+            return self._fixed_point_add(a, b, relu=False)
         return self.out(a + b)
 
     def add_relu(self, a, b):
+        if self.inputs is not None:
+            return self._fixed_point_add(a, b, relu=True)
         return self.out(torch.relu(a + b))
 
     def mul(self, a, b):
