@@ -6,6 +6,7 @@ work is in the modules they name.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -127,6 +128,60 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _floats(text: str) -> list:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise SystemExit(f"pyvs: {text!r} is not a comma-separated list of numbers")
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    """MobileNetV2 int8 across voltages and protection strategies; resumable."""
+    from . import data, models
+    from .latency import ArrayConfig
+    from .nn import convert
+    from .sweep import sweep
+
+    if args.full:
+        voltages = [round(0.50 + 0.01 * i, 3) for i in range(41)]
+        strategies, seeds, limit = ["none", "msb4", "msb8", "all", "auto"], [0, 1, 2], None
+    else:
+        voltages = _floats(args.voltages)
+        strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+        seeds, limit = [int(x) for x in _floats(args.seeds)], args.limit
+    opts = {k: getattr(args, k) for k in ("guard_band", "vth", "alpha", "sigma_gate")
+            if getattr(args, k) is not None}
+    try:
+        ds = data.imagenet_dataset(args.data, limit)
+        qmodel = models.mobilenet_v2_int8(args.weights)
+        model = convert(qmodel, acc_bits=args.acc_bits).to(args.device)
+        batches = data.decoded(ds, args.batch_size)
+        rows = sweep(model, batches, args.out, voltages, strategies, seeds, freq_ghz=args.freq,
+                     acc_bits=args.acc_bits, budget=args.budget / 100.0,
+                     array=ArrayConfig(args.rows, args.cols, args.freq, args.replay_cycles),
+                     timing_options=opts, device=args.device,
+                     meta={"model": "mobilenet_v2_int8", "data": os.path.abspath(args.data)})
+    except ValueError as e:
+        raise SystemExit(f"pyvs sweep: {e}")
+    print(f"{len(rows)} points in {args.out}/results.csv and results.json")
+    if not args.no_report:
+        return _report(argparse.Namespace(results=args.out))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    """Plots and a Markdown table from a sweep's results folder."""
+    from .report import report
+    try:
+        paths = report(args.results)
+    except ValueError as e:
+        raise SystemExit(f"pyvs report: {e}")
+    with open(paths[-1]) as f:
+        print(f.read())
+    print("wrote " + ", ".join(paths))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pyvs", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -181,6 +236,40 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     r.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
     r.set_defaults(func=_run)
+
+    sw = sub.add_parser("sweep", help="accuracy, latency and energy across voltages and protection")
+    sw.add_argument("--data", required=True, metavar="DIR",
+                    help="ImageNet sample folder (labels.csv) or ImageNet val/<wnid>/*.JPEG")
+    sw.add_argument("--weights", default=None, metavar="PTH",
+                    help="state_dict of torchvision's int8 MobileNetV2 (default: torchvision download)")
+    sw.add_argument("--out", default="results", help="results folder; resumed if present (default: results)")
+    sw.add_argument("--voltages", default="0.9,0.6,0.53,0.52,0.51",
+                    help="comma-separated volts (default: 0.9,0.6,0.53,0.52,0.51)")
+    sw.add_argument("--strategies", default="none,all,auto",
+                    help="comma-separated: none, all, msbN, 0xMASK, auto (default: none,all,auto)")
+    sw.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
+    sw.add_argument("--budget", type=float, default=0.3,
+                    help="accuracy-loss budget of 'auto', points of top-1 (default: 0.3)")
+    sw.add_argument("--limit", type=int, default=100, help="first N images (default: 100)")
+    sw.add_argument("--full", action="store_true",
+                    help="GPU-sized grid: all images, 0.50-0.90 V step 0.01, 5 strategies, 3 seeds")
+    sw.add_argument("--freq", type=float, default=0.7, help="clock, GHz (default: 0.7)")
+    sw.add_argument("--acc-bits", type=int, default=32, help="accumulator width, bits (default: 32)")
+    sw.add_argument("--rows", type=int, default=256, help="array rows (default: 256)")
+    sw.add_argument("--cols", type=int, default=256, help="array columns (default: 256)")
+    sw.add_argument("--replay-cycles", type=int, default=1, help="stall per corrected error (default: 1)")
+    sw.add_argument("--guard-band", type=float, default=None, help="timing model option (default: 1.0)")
+    sw.add_argument("--vth", type=float, default=None, help="timing model option, V (default: 0.30)")
+    sw.add_argument("--alpha", type=float, default=None, help="timing model option (default: 1.3)")
+    sw.add_argument("--sigma-gate", type=float, default=None, help="timing model option (default: 0.05)")
+    sw.add_argument("--batch-size", type=int, default=50, help="images per batch (default: 50)")
+    sw.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    sw.add_argument("--no-report", action="store_true", help="skip the plots and table")
+    sw.set_defaults(func=_sweep)
+
+    rp = sub.add_parser("report", help="plots and a Markdown table from a sweep's results folder")
+    rp.add_argument("results", help="results folder of pyvs sweep")
+    rp.set_defaults(func=_report)
     return parser
 
 

@@ -100,6 +100,8 @@ class SystolicLayer(nn.Module):
         self.fault: Optional[FaultConfig] = None
         self.image_offset = 0
         self.stats = torch.zeros(2, self.acc_bits, dtype=torch.int64)
+        # (groups, GEMM rows per image, K, N per group) of the last forward
+        self.gemm_shape: Optional[tuple] = None
         # float32 scale products, as the int8 runtimes compute them
         s_in = torch.tensor(self.in_scale, dtype=torch.float32)
         self.register_buffer("acc_scale", s_in * self.w_scale)
@@ -197,6 +199,7 @@ class SystolicConv2d(SystolicLayer):
             cols = F.unfold(qp, (kh, kw), dilation=(dh, dw), stride=(sh, sw))      # [N, C*kh*kw, L]
             cols = cols.reshape(n, g, cg * kh * kw, ho * wo).permute(1, 0, 3, 2).to(q.dtype)
         a = cols.reshape(g, n * ho * wo, -1).contiguous()
+        self.gemm_shape = (g, ho * wo, a.shape[-1], self.out_channels // g)
         acc = self.gemm(a, self.w_gemm, self.image_offset * ho * wo)             # [G, N*L, Cout/G]
         acc = acc.reshape(g, n, ho * wo, self.out_channels // g).permute(1, 2, 0, 3).reshape(n, ho * wo, -1)
         return self.finish(acc).reshape(n, ho, wo, -1).permute(0, 3, 1, 2).contiguous()
@@ -224,6 +227,7 @@ class SystolicLinear(SystolicLayer):
         lead = x.shape[:-1]
         per_image = math.prod(lead[1:])
         q = self.quantize_input(x).reshape(1, -1, self.in_features)
+        self.gemm_shape = (1, per_image, self.in_features, self.out_features)
         acc = self.gemm(q, self.w_gemm, self.image_offset * per_image)[0]
         return self.finish(acc).reshape(*lead, self.out_features)
 

@@ -1,0 +1,111 @@
+"""Energy of one inference on the systolic array versus supply voltage, at a
+fixed clock, with Razor protection and replays.
+
+E(V, mask) = MACs * e_mac(V) * (1 + r * n)          dynamic, the MACs done
+           + P_leak(V) * (1 + r * n) * t            leakage of all R*C PEs
+           + replays * e_mac(V)                     each replay redoes a MAC
+with n the number of protected accumulator bits, r the Razor cost of one
+protected bit as a fraction of a PE's energy, t = (base + replay cycles) / f.
+
+- e_mac(V) = e_mac_nom * (V / V_nom)^2 (dynamic energy C V^2 per switching
+  event; the activity is folded into e_mac_nom, an average per MAC).
+- P_leak(V) = P_leak_nom * (V / V_nom) * exp(-eta (V_nom - V) / (n_sub * kT/q)):
+  subthreshold leakage current falls exponentially with V through DIBL
+  (eta = DIBL coefficient), times V for power.
+- The array only: SRAM, DRAM and control are out of scope, since their
+  voltage is not scaled here. Every inference pays for every cycle of the
+  whole R x C array, busy or idle (leakage), which favours high utilization.
+
+Every parameter is in :class:`EnergyParams`, with its source. They are NOT
+tuned to the paper's 79.4 %: the README reports what this model gives.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+from .latency import ArrayConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class EnergyParams:
+    """Attributes:
+        v_nominal: volts (0.9 V, the paper's nominal).
+        e_mac_nom: dynamic energy of one 8-bit MAC with 32-bit accumulation
+            at V_nom, joules: 0.2 pJ (8-bit multiply) + 0.1 pJ (32-bit add)
+            in 45 nm at 0.9 V (M. Horowitz, ISSCC 2014, "Computing's energy
+            problem"), 0.3 pJ; the register energy of the PE is included in
+            these per-operation figures only roughly.
+        leak_per_pe_cycle: a PE's leakage energy per clock cycle at V_nom, as
+            a fraction of e_mac_nom: 0.25 (28-45 nm logic at nominal supply
+            spends roughly 20-30 % of its power in leakage when busy).
+        dibl: DIBL coefficient eta, V/V (0.1: 100 mV/V, typical of 28-45 nm).
+        n_sub: subthreshold slope factor (1.5).
+        kt_q: thermal voltage at 300 K, volts (0.02585).
+        razor_bit_fraction: extra energy of one Razor-protected accumulator
+            bit per PE (shadow latch, XOR comparator, share of the error OR
+            tree), as a fraction of the PE's energy, dynamic and leakage:
+            0.01. A PE has about 48 flip-flops (8 + 8 operand, 32 accumulator)
+            plus the MAC; a Razor flip-flop adds about one latch and one XOR
+            to a flip-flop (Ernst et al., MICRO 2003, report a few per cent of
+            total power for a whole Razor pipeline).
+    """
+
+    v_nominal: float = 0.9
+    e_mac_nom: float = 0.3e-12
+    leak_per_pe_cycle: float = 0.25
+    dibl: float = 0.1
+    n_sub: float = 1.5
+    kt_q: float = 0.02585
+    razor_bit_fraction: float = 0.01
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"EnergyParams.{f.name} must be a finite number >= 0, got {v!r}")
+        if self.v_nominal <= 0 or self.n_sub <= 0 or self.kt_q <= 0:
+            raise ValueError("EnergyParams: v_nominal, n_sub and kt_q must be positive")
+
+    def e_mac(self, volts: float) -> float:
+        """Dynamic energy of one MAC at ``volts``, joules."""
+        return self.e_mac_nom * (volts / self.v_nominal) ** 2
+
+    def leak_scale(self, volts: float) -> float:
+        """P_leak(V) / P_leak(V_nom)."""
+        return (volts / self.v_nominal) * math.exp(
+            -self.dibl * (self.v_nominal - volts) / (self.n_sub * self.kt_q))
+
+    def leak_power_array(self, volts: float, array: ArrayConfig) -> float:
+        """Leakage power of the whole R x C array at ``volts``, watts."""
+        per_pe = self.leak_per_pe_cycle * self.e_mac_nom * array.freq_ghz * 1e9
+        return array.rows * array.cols * per_pe * self.leak_scale(volts)
+
+
+def inference_energy(volts: float, macs: float, base_cycles: float, protected_bits: int = 0,
+                     replays: float = 0.0, params: EnergyParams = EnergyParams(),
+                     array: ArrayConfig = ArrayConfig()) -> dict:
+    """Energy of one inference, joules, by component.
+
+    Args: volts (V); macs (MACs per inference); base_cycles (cycles without
+    replays); protected_bits (Razor-protected accumulator bits, 0..32);
+    replays (corrected errors per inference, each ``array.replay_cycles`` long).
+    Returns a dict: dynamic, leakage, replay, razor (the part of dynamic and
+    leakage due to protection), total (J), and cycles."""
+    if volts <= 0:
+        raise ValueError(f"volts must be positive, got {volts}")
+    if not 0 <= protected_bits <= 32:
+        raise ValueError(f"protected_bits must be in 0..32, got {protected_bits}")
+    razor = params.razor_bit_fraction * protected_bits
+    cycles = base_cycles + replays * array.replay_cycles
+    dyn = macs * params.e_mac(volts)
+    leak = params.leak_power_array(volts, array) * cycles / (array.freq_ghz * 1e9)
+    replay = replays * params.e_mac(volts)
+    return {
+        "dynamic": dyn * (1 + razor),
+        "leakage": leak * (1 + razor),
+        "replay": replay,
+        "razor": (dyn + leak) * razor,
+        "total": (dyn + leak) * (1 + razor) + replay,
+        "cycles": cycles,
+    }
