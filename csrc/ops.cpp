@@ -85,7 +85,7 @@ MatmulArgs check_matmul_args(const at::Tensor& a, const at::Tensor& w,
               row_offset, " M=", r.M);
   TORCH_CHECK(r.G * r.N <= kMaxU32,
               "systolic_matmul: G * N (global columns) must be <= 2^32, got ", r.G * r.N);
-  // An output draws at most 1 + K * (W + 1) numbers; their index is 32 bits.
+  // An output draws at most 1 + K * (W + 2) numbers; their index is 32 bits.
   TORCH_CHECK(r.K < (int64_t(1) << 26),
               "systolic_matmul: K must be < 2^26, got ", r.K);
   r.protect = uint32_t(protect);
@@ -102,10 +102,10 @@ at::Tensor make_fault_tables(const at::Tensor& p_bits, int64_t K, bool* any) {
   const int64_t W = p.size(0);
   TORCH_CHECK(W >= 1 && W <= 32, "fault tables: W must be in [1, 32], got ", W);
   const double* pp = p.data_ptr<double>();
-  at::Tensor packed = at::zeros({K + 1 + 2 * W}, at::kLong);
+  at::Tensor packed = at::zeros({K + 1 + W + W * W}, at::kLong);
   int64_t* gap = packed.data_ptr<int64_t>();
   int64_t* first = gap + K + 1;
-  int64_t* bit = first + W;
+  int64_t* next = first + W;
   // floor(x * 2^62): the product is exact (a power of two), the cast truncates.
   auto thresh = [](double x) { return int64_t(x * double(kOne)); };
   // Only +, -, *, / below, in a fixed order: every IEEE 754 machine (and
@@ -116,7 +116,13 @@ at::Tensor make_fault_tables(const at::Tensor& p_bits, int64_t K, bool* any) {
   for (int64_t b = 0; b < W; ++b) {
     c = c + (1.0 - c) * pp[b];
     cum[b] = c;
-    bit[b] = thresh(pp[b]);
+  }
+  for (int64_t j = 0; j + 1 < W; ++j) {
+    double cj = 0.0;  // P(some bit in (j, b] errs)
+    for (int64_t b = j + 1; b < W; ++b) {
+      cj = cj + (1.0 - cj) * pp[b];
+      next[j * W + b] = thresh(cj);
+    }
   }
   const double q = c;  // P(a MAC has at least one event)
   *any = q > 0.0;
@@ -134,7 +140,7 @@ at::Tensor make_fault_tables(const at::Tensor& p_bits, int64_t K, bool* any) {
 FaultTables view_fault_tables(const at::Tensor& packed, int W, int64_t K,
                               bool any) {
   const int64_t* base = packed.const_data_ptr<int64_t>();
-  return FaultTables{W, K, any, base, base + K + 1, base + K + 1 + W};
+  return FaultTables{W, K, any, base, base + K + 1, base + K + 1 + W};  // gap | first | next
 }
 
 namespace {

@@ -28,7 +28,7 @@ MatmulArgs check_matmul_args(const at::Tensor& a, const at::Tensor& w,
                              int64_t rows);
 
 // The tables of pyvs.h, packed into one CPU int64 tensor of length
-// (K + 1) + W + W: gap | first | bit. Also reports whether any p > 0.
+// (K + 1) + W + W * W: gap | first | next. Also reports whether any p > 0.
 at::Tensor make_fault_tables(const at::Tensor& p_bits, int64_t K, bool* any);
 
 // Views into a packed table tensor (CPU or device memory).

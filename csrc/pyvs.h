@@ -19,11 +19,13 @@
 // How the events are drawn (never one random number per MAC and bit):
 //   q = P(at least one bit errs at a MAC) = 1 - prod_b (1 - p[b]).
 //   An output's events are a sequence over its K MACs; the gap between two
-//   MACs with events is geometric(q), sampled by inverse CDF from a table
-//   (GapTable). At a MAC with an event, the lowest erring bit is drawn from
-//   its conditional distribution P(first = b | any) and every higher bit j
-//   then errs independently with probability p[j]. This is exactly the law
-//   of independent Bernoulli(p[b]) events per (MAC, bit).
+//   MACs with events is geometric(q), sampled by inverse CDF from a table.
+//   At a MAC with an event, the lowest erring bit is drawn from its
+//   conditional distribution P(first = b | any); then, from each erring bit
+//   j, one draw picks the next erring bit above j, or none, from
+//   P(next = b | j) = prod_{j<i<b} (1 - p[i]) * p[b]. This is exactly the law
+//   of independent Bernoulli(p[b]) events per (MAC, bit), at about two draws
+//   per event plus one per erring bit.
 //
 // Bit-identity across devices rules out log/exp/pow in the kernels (libm,
 // CUDA and torch differ in the last ulp). All floating-point work happens
@@ -32,9 +34,10 @@
 // kernels compare and add integers only.
 //
 // Random numbers: Philox4x32-10 (Salmon et al., SC'11), keyed by the 64-bit
-// seed, counter = (draw index, global column, global row, layer). Draw i of
-// an output gives u = (x1:x0) >> 2, a uniform integer in [0, 2^62); an
-// event of probability x happens when u < floor(x * 2^62).
+// seed, counter = (i / 2, global column, global row, layer). Draw i of an
+// output is u = (x1:x0) >> 2 for even i and (x3:x2) >> 2 for odd i, a
+// uniform integer in [0, 2^62); an event of probability x happens when
+// u < floor(x * 2^62).
 #pragma once
 
 #include <cstdint>
@@ -88,6 +91,7 @@ struct OutputStream {
   uint32_t col, row;  // global column (group * N + n), global row
   uint32_t layer;
   uint32_t next = 0;  // draw index
+  int64_t spare = 0;  // draw next, when next is odd
 
   PYVS_HD OutputStream(uint64_t seed, uint32_t layer_, uint32_t row_,
                        uint32_t col_)
@@ -96,7 +100,12 @@ struct OutputStream {
 
   // Uniform integer in [0, 2^62).
   PYVS_HD int64_t uniform() {
-    const Philox4 r = philox4x32_10(next++, col, row, layer, k0, k1);
+    if (next & 1u) {
+      ++next;
+      return spare;
+    }
+    const Philox4 r = philox4x32_10(next++ >> 1, col, row, layer, k0, k1);
+    spare = int64_t(((uint64_t(r.x[3]) << 32) | r.x[2]) >> (64 - kUniformBits));
     return int64_t(((uint64_t(r.x[1]) << 32) | r.x[0]) >> (64 - kUniformBits));
   }
 };
@@ -109,7 +118,8 @@ struct FaultTables {
   bool any;                  // false: every p is 0, no draws at all
   const int64_t* gap;        // gap[g] = floor((1 - (1-q)^g) * 2^62), g=0..K
   const int64_t* first;      // first[b] = floor(P(lowest erring bit <= b | any) * 2^62)
-  const int64_t* bit;        // bit[b]  = floor(p[b] * 2^62)
+  const int64_t* next;       // next[j*W + b] = floor(P(some bit in (j, b] errs) * 2^62),
+                             // 0 for b <= j; row j = W-1 unused
 };
 
 // Largest g in [0, K] with gap[g] <= u: the number of clean MACs before the
@@ -126,12 +136,18 @@ PYVS_HD int64_t sample_gap(const FaultTables& t, int64_t u) {
 // Bits that err at one MAC that has an event (at least one bit errs).
 PYVS_HD uint32_t sample_event_bits(const FaultTables& t, OutputStream& rs) {
   const int64_t u = rs.uniform();
-  int first = 0;
-  while (first < t.W - 1 && u >= t.first[first]) ++first;
-  uint32_t bits = 1u << first;
-  for (int j = first + 1; j < t.W; ++j) {
-    if (t.bit[j] == 0) continue;  // no draw is spent on a bit that never errs
-    if (rs.uniform() < t.bit[j]) bits |= 1u << j;
+  int j = 0;
+  while (j < t.W - 1 && u >= t.first[j]) ++j;
+  uint32_t bits = 1u << j;
+  // From erring bit j, the next erring bit above it, if any. No draw is
+  // spent when no higher bit can err.
+  while (j < t.W - 1 && t.next[j * t.W + t.W - 1] > 0) {
+    const int64_t v = rs.uniform();
+    int b = j + 1;
+    while (b < t.W && v >= t.next[j * t.W + b]) ++b;
+    if (b == t.W) break;
+    bits |= 1u << b;
+    j = b;
   }
   return bits;
 }

@@ -50,11 +50,15 @@ def philox4x32_10(c0, c1, c2, c3, k0: int, k1: int):
 
 def uniform62(seed: int, layer: int, row, col, draw) -> torch.Tensor:
     """Draw ``draw`` of the output stream (seed, layer, row, col): a uniform
-    integer in [0, 2^62) as int64. Counter = (draw, col, row, layer)."""
+    integer in [0, 2^62) as int64. Counter = (draw // 2, col, row, layer);
+    even draws take words (x1, x0), odd draws (x3, x2)."""
     seed &= (1 << 64) - 1
-    x = philox4x32_10(draw, col, row, layer, seed & _M32, seed >> 32)
-    # ((x1 << 32) | x0) >> 2, without leaving int64.
-    return (x[1] << 30) | (x[0] >> 2)
+    draw = torch.as_tensor(draw, dtype=torch.int64)
+    x = philox4x32_10(draw >> 1, col, row, layer, seed & _M32, seed >> 32)
+    # ((hi << 32) | lo) >> 2, without leaving int64.
+    even = (x[1] << 30) | (x[0] >> 2)
+    odd = (x[3] << 30) | (x[2] >> 2)
+    return torch.where((draw & 1) == 1, odd, even)
 
 
 def _thresh(x: float) -> int:
@@ -67,15 +71,20 @@ def fault_tables(p_bits: Sequence[float], K: int):
     and K MACs per output, with Python floats (IEEE 754 doubles; +, -, *, /
     only, in the same order as ``make_fault_tables`` in ``csrc/ops.cpp``).
 
-    Returns (gap [K+1], first [W], bit [W]) as int64 tensors and ``any``
+    Returns (gap [K+1], first [W], next [W, W]) as int64 tensors and ``any``
     (False when every probability is 0)."""
     p = [float(x) for x in p_bits]
     W = len(p)
-    c, cum, bit = 0.0, [], []
+    c, cum = 0.0, []
     for pb in p:
         c = c + (1.0 - c) * pb  # P(some bit <= b errs at a MAC)
         cum.append(c)
-        bit.append(_thresh(pb))
+    nxt = [[0] * W for _ in range(W)]
+    for j in range(W - 1):
+        cj = 0.0
+        for b in range(j + 1, W):
+            cj = cj + (1.0 - cj) * p[b]  # P(some bit in (j, b] errs)
+            nxt[j][b] = _thresh(cj)
     q = c
     gap, first = [0] * (K + 1), [0] * W
     if q > 0.0:
@@ -85,7 +94,7 @@ def fault_tables(p_bits: Sequence[float], K: int):
             d = d + (1.0 - d) * q  # P(gap < g) = 1 - (1 - q)^g
             gap[g] = _thresh(d)
     as_t = lambda v: torch.tensor(v, dtype=torch.int64)  # noqa: E731
-    return as_t(gap), as_t(first), as_t(bit), q > 0.0
+    return as_t(gap), as_t(first), as_t(nxt), q > 0.0
 
 
 def systolic_matmul(
@@ -108,7 +117,7 @@ def systolic_matmul(
     G, M, K = a3.shape
     N = w3.shape[2]
     mod = 1 << W
-    gap_t, first_t, bit_t, any_event = fault_tables(p, K)
+    gap_t, first_t, next_t, any_event = fault_tables(p, K)
 
     # Stream coordinates of every output [G, M, N].
     row = (row_offset + torch.arange(M, dtype=torch.int64)).view(1, M, 1).expand(G, M, N)
@@ -146,15 +155,25 @@ def systolic_matmul(
             u = next_uniform(hit)
             first = torch.searchsorted(first_t, u, right=True).clamp(max=W - 1)
             bits = torch.bitwise_left_shift(torch.ones_like(first), first)
-            # Every higher bit j with p[j] > 0 errs independently; such bits
-            # take one draw each, in increasing j (draw indices in that order).
+            # From erring bit j, one draw picks the next erring bit above it
+            # (or none); no draw when no higher bit can err.
             js = torch.arange(W, dtype=torch.int64)
-            later = (js > first[:, None]) & (bit_t > 0)  # [hits, W]
-            idx = draw[hit][:, None] + torch.cumsum(later.to(torch.int64), 1) - 1
-            u = uniform62(seed, layer, row[hit][:, None], col[hit][:, None], idx)
-            errs = later & (u < bit_t)
-            bits |= (errs.to(torch.int64) << js).sum(1)
-            draw[hit] += later.sum(1)
+            hit_idx = hit.nonzero(as_tuple=True)
+            j = first.clone()
+            live = (j < W - 1) & (next_t[j.clamp(max=W - 1), W - 1] > 0)
+            while bool(live.any()):
+                sel = torch.zeros_like(hit)
+                sel[tuple(ix[live] for ix in hit_idx)] = True
+                v = next_uniform(sel)  # flat order of sel == order of live entries
+                rows_j = next_t[j[live]]  # [live, W]; 0 for b <= j
+                b = (rows_j <= v[:, None]).sum(1)  # first b with v < next[j][b], W if none
+                found = b < W
+                idx = live.nonzero(as_tuple=True)[0]
+                bits[idx[found]] |= torch.bitwise_left_shift(torch.ones_like(b[found]), b[found])
+                j[idx[found]] = b[found]
+                still = torch.zeros_like(live)
+                still[idx[found]] = True
+                live = still & (j < W - 1) & (next_t[j.clamp(max=W - 1), W - 1] > 0)
             on = (bits[:, None] >> js) & 1  # [hits, W]
             prot = (protect >> js) & 1
             corrected_k = (on * prot).sum(0).tolist()  # detected, replayed: s unchanged

@@ -192,14 +192,21 @@ def sweep(model: torch.nn.Module, batches, out_dir: str, voltages: Sequence[floa
                    "baseline_energy_j": baseline, "layers": {n: list(s) for n, s in shapes.items()}})
     _atomic_write(os.path.join(out_dir, _META), json.dumps(config, indent=1))
 
+    # Masks that agree on the bits that can err give the same events and the
+    # same outputs: each (voltage, seed, effective mask) is evaluated once.
+    evaluated: Dict[tuple, tuple] = {}
+
     def measure(v: float, mask: int, seed: int, strategy: str) -> dict:
         p = p_of[v]
-        if not bool((p > 0).any()):
+        erring = sum(1 << b for b in range(acc_bits) if float(p[b]) > 0)
+        key = (v, seed, mask & erring)
+        if key in evaluated:
+            row, per_layer_corr = evaluated[key]
+        elif not bool((p > 0).any()):
             # No bit can err: no event is drawn at all, the run IS the golden run.
             row = dict(clean)
             row.update(agree=1.0, agree_lo=1.0, agree_hi=1.0, injected=0, corrected=0,
                        injected_per_bit=[0] * acc_bits, corrected_per_bit=[0] * acc_bits, seconds=0.0)
-            evaluations = 0
             per_layer_corr = {}
         else:
             set_faults(model, FaultConfig(p, protect=mask, seed=seed, rows=array.rows))
@@ -208,7 +215,7 @@ def sweep(model: torch.nn.Module, batches, out_dir: str, voltages: Sequence[floa
             row.pop("pred")
             per_layer_corr = {n: float(s[1].sum()) / n_images for n, s in fault_stats(model).items()}
             set_faults(model, None)
-            evaluations = 1
+        evaluated[key] = (row, per_layer_corr)
         replays = row["corrected"] / n_images
         _, overhead = latency_overhead(base, per_layer_corr, array)
         e = inference_energy(v, macs, base_total, bin(mask).count("1"), replays, energy, array)
@@ -225,7 +232,7 @@ def sweep(model: torch.nn.Module, batches, out_dir: str, voltages: Sequence[floa
                "energy_dynamic_j": e["dynamic"], "energy_leakage_j": e["leakage"],
                "energy_razor_j": e["razor"], "energy_replay_j": e["replay"],
                "max_p": float(p.max()), "injected_per_bit": row["injected_per_bit"],
-               "corrected_per_bit": row["corrected_per_bit"], "evaluations": evaluations,
+               "corrected_per_bit": row["corrected_per_bit"], "evaluations": 1,
                "seconds": row["seconds"]}
         return out
 
@@ -248,7 +255,7 @@ def sweep(model: torch.nn.Module, batches, out_dir: str, voltages: Sequence[floa
                 row = dict(next(r for m, r in reversed(tried) if m == mask)) if tried else \
                     measure(v, mask, seed, "auto")
                 row["strategy"] = "auto"
-                row["evaluations"] = sum(r["evaluations"] for _, r in tried)
+                row["evaluations"] = max(1, len(tried))  # masks tried by the search
             else:
                 row = measure(v, mask, seed, strategy)
             rows.append(row)

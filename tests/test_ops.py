@@ -52,22 +52,25 @@ def test_philox_known_answers():
 def test_tables_match_reference(regime, K):
     p, _ = p_regime(regime)
     packed = torch.ops.pyvs._fault_tables(torch.tensor(p, dtype=torch.float64), K)
-    gap, first, bit, _ = R.fault_tables(p, K)
-    assert torch.equal(packed, torch.cat([gap, first, bit]))
+    gap, first, nxt, _ = R.fault_tables(p, K)
+    assert torch.equal(packed, torch.cat([gap, first, nxt.flatten()]))
 
 
 def test_tables_follow_the_geometric_law():
     # Independent of the iteration in fault_tables: closed forms with log1p/expm1.
     p = [1e-4] * 8 + [0.05] + [0.0] * 7
     q = -math.expm1(sum(math.log1p(-x) for x in p))
-    gap, first, bit, any_event = R.fault_tables(p, 1000)
+    gap, first, nxt, any_event = R.fault_tables(p, 1000)
     assert any_event
     for g in (1, 10, 999, 1000):
         expected = -math.expm1(g * math.log1p(-q)) * R.ONE
         assert abs(int(gap[g]) - expected) <= 1e-9 * expected
     # P(lowest erring bit <= 8 | any) = 1 exactly: bits above 8 never err.
     assert int(first[8]) == R.ONE and int(first[0]) < R.ONE
-    assert int(bit[8]) == int(0.05 * R.ONE) and int(bit[9]) == 0
+    # P(some bit in (j, b] errs): nothing above bit 8 ever errs.
+    assert int(nxt[8].max()) == 0 and int(nxt[0, 7]) < int(nxt[0, 8]) == int(nxt[0, 15])
+    expected = (1 - (1 - 1e-4) ** 7 * 0.95) * R.ONE
+    assert abs(int(nxt[0, 8]) - expected) <= 1e-12 * expected
 
 
 # ---- kernels against the reference ------------------------------------------
