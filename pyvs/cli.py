@@ -243,8 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--weights", default=None, metavar="PTH",
                     help="state_dict of torchvision's int8 MobileNetV2 (default: torchvision download)")
     sw.add_argument("--out", default="results", help="results folder; resumed if present (default: results)")
-    sw.add_argument("--voltages", default="0.9,0.6,0.53,0.52,0.51",
-                    help="comma-separated volts (default: 0.9,0.6,0.53,0.52,0.51)")
+    sw.add_argument("--voltages", default="0.9,0.6,0.53,0.51",
+                    help="comma-separated volts (default: 0.9,0.6,0.53,0.51)")
     sw.add_argument("--strategies", default="none,all,auto",
                     help="comma-separated: none, all, msbN, 0xMASK, auto (default: none,all,auto)")
     sw.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
