@@ -182,6 +182,19 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model_args(p: argparse.ArgumentParser) -> None:
+    """Arguments of the commands that run MobileNetV2 on ImageNet data."""
+    p.add_argument("--data", required=True, metavar="DIR",
+                   help="ImageNet sample folder (labels.csv) or ImageNet val/<wnid>/*.JPEG")
+    p.add_argument("--weights", default=None, metavar="PTH",
+                   help="state_dict of torchvision's int8 MobileNetV2 (default: torchvision download)")
+    p.add_argument("--freq", type=float, default=0.7, help="clock, GHz (default: 0.7)")
+    p.add_argument("--acc-bits", type=int, default=32, help="accumulator width, bits (default: 32)")
+    p.add_argument("--rows", type=int, default=256, help="systolic array height (default: 256)")
+    p.add_argument("--batch-size", type=int, default=50, help="images per batch (default: 50)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pyvs", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -218,30 +231,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_timing)
 
     r = sub.add_parser("run", help="int8 MobileNetV2 with timing errors at one voltage")
-    r.add_argument("--data", required=True, metavar="DIR",
-                   help="ImageNet sample folder (labels.csv) or ImageNet val/<wnid>/*.JPEG")
-    r.add_argument("--weights", default=None, metavar="PTH",
-                   help="state_dict of torchvision's int8 MobileNetV2 (default: torchvision download)")
+    _model_args(r)
     r.add_argument("--voltage", type=float, default=0.5, help="supply voltage, V (default: 0.5)")
-    r.add_argument("--freq", type=float, default=0.7, help="clock, GHz (default: 0.7)")
     r.add_argument("--protect-msbs", type=int, default=0,
                    help="Razor-protect the N most significant accumulator bits (default: 0)")
     r.add_argument("--protect", type=lambda v: int(v, 0), default=None, metavar="MASK",
                    help="explicit protect bit mask, e.g. 0xff000000 (overrides --protect-msbs)")
-    r.add_argument("--acc-bits", type=int, default=32, help="accumulator width, bits (default: 32)")
-    r.add_argument("--rows", type=int, default=256, help="systolic array height (default: 256)")
     r.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     r.add_argument("--limit", type=int, default=None, help="use the first N images only")
-    r.add_argument("--batch-size", type=int, default=50, help="images per batch (default: 50)")
-    r.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     r.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
     r.set_defaults(func=_run)
 
     sw = sub.add_parser("sweep", help="accuracy, latency and energy across voltages and protection")
-    sw.add_argument("--data", required=True, metavar="DIR",
-                    help="ImageNet sample folder (labels.csv) or ImageNet val/<wnid>/*.JPEG")
-    sw.add_argument("--weights", default=None, metavar="PTH",
-                    help="state_dict of torchvision's int8 MobileNetV2 (default: torchvision download)")
+    _model_args(sw)
     sw.add_argument("--out", default="results", help="results folder; resumed if present (default: results)")
     sw.add_argument("--voltages", default="0.9,0.6,0.53,0.51",
                     help="comma-separated volts (default: 0.9,0.6,0.53,0.51)")
@@ -253,17 +255,12 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--limit", type=int, default=100, help="first N images (default: 100)")
     sw.add_argument("--full", action="store_true",
                     help="GPU-sized grid: all images, 0.50-0.90 V step 0.01, 5 strategies, 3 seeds")
-    sw.add_argument("--freq", type=float, default=0.7, help="clock, GHz (default: 0.7)")
-    sw.add_argument("--acc-bits", type=int, default=32, help="accumulator width, bits (default: 32)")
-    sw.add_argument("--rows", type=int, default=256, help="array rows (default: 256)")
     sw.add_argument("--cols", type=int, default=256, help="array columns (default: 256)")
     sw.add_argument("--replay-cycles", type=int, default=1, help="stall per corrected error (default: 1)")
     sw.add_argument("--guard-band", type=float, default=None, help="timing model option (default: 1.0)")
     sw.add_argument("--vth", type=float, default=None, help="timing model option, V (default: 0.30)")
     sw.add_argument("--alpha", type=float, default=None, help="timing model option (default: 1.3)")
     sw.add_argument("--sigma-gate", type=float, default=None, help="timing model option (default: 0.05)")
-    sw.add_argument("--batch-size", type=int, default=50, help="images per batch (default: 50)")
-    sw.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     sw.add_argument("--no-report", action="store_true", help="skip the plots and table")
     sw.set_defaults(func=_sweep)
 

@@ -22,8 +22,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .nn.convert import PASSTHROUGH, UNSUPPORTED, _check_left, _set_module
-from .nn.layers import SystolicConv2d, SystolicLinear, quantize_bias
+from .nn.convert import PASSTHROUGH, UNSUPPORTED, _check_left, _set_module, make_systolic
+from .nn.layers import quantize_bias
 
 
 def _conv_bn_pairs(model: nn.Module) -> List[Tuple[str, str]]:
@@ -134,15 +134,8 @@ def quantize_float_model(model: nn.Module, calibration: Iterable[torch.Tensor], 
         s_in, z_in = activation_qparams(*ranges[name], act_dtype)
         w_q, w_s = quantize_weight(m.weight)
         bias_q = None if m.bias is None else quantize_bias(m.bias, s_in, w_s)
-        kw = dict(in_dtype=act_dtype, acc_bits=acc_bits, name=name)
-        if isinstance(m, nn.Conv2d):
-            if m.padding_mode != "zeros" or isinstance(m.padding, str):
-                raise ValueError(f"layer {name!r}: padding {m.padding!r}/{m.padding_mode!r} is not supported")
-            new = SystolicConv2d(w_q, w_s, bias_q, s_in, z_in, stride=m.stride, padding=m.padding,
-                                 dilation=m.dilation, groups=m.groups, **kw)
-        else:
-            new = SystolicLinear(w_q, w_s, bias_q, s_in, z_in, **kw)
-        _set_module(model, name, new)
+        _set_module(model, name, make_systolic(m, name, w_q, w_s, bias_q, s_in, z_in,
+                                               in_dtype=act_dtype, acc_bits=acc_bits))
     _check_left(model, allow_float)
     return model
 

@@ -40,6 +40,18 @@ def _set_module(root: nn.Module, name: str, new: nn.Module) -> None:
     setattr(root.get_submodule(parent) if parent else root, child, new)
 
 
+def make_systolic(m: nn.Module, name: str, w_q: torch.Tensor, w_s: torch.Tensor,
+                  bias_q: Optional[torch.Tensor], s_in: float, z_in: int, **kw) -> nn.Module:
+    """The systolic twin of conv/linear module ``m`` (float or quantized),
+    with its geometry and the given integer weights and input grid."""
+    if hasattr(m, "kernel_size"):
+        if m.padding_mode != "zeros" or isinstance(m.padding, str):
+            raise ValueError(f"layer {name!r}: padding {m.padding!r} ({m.padding_mode}) is not supported")
+        return SystolicConv2d(w_q, w_s, bias_q, s_in, z_in, stride=m.stride, padding=m.padding,
+                              dilation=m.dilation, groups=m.groups, name=name, **kw)
+    return SystolicLinear(w_q, w_s, bias_q, s_in, z_in, name=name, **kw)
+
+
 def _qmodules():
     import torch.ao.nn.intrinsic.quantized as nniq
     import torch.ao.nn.quantized as nnq
@@ -122,16 +134,9 @@ def from_quantized(qmodel: nn.Module, example_input: Optional[torch.Tensor] = No
             w_q, w_s = _weight_parts(m.weight())
             bias = m.bias()
             bias_q = None if bias is None else quantize_bias(bias, s_in, w_s)
-            kw = dict(in_dtype=in_dtype, out_scale=m.scale, out_zero_point=m.zero_point,
-                      out_relu=isinstance(m, relu_fused), acc_bits=acc_bits, name=name)
-            if isinstance(m, convs):
-                if m.padding_mode != "zeros":
-                    raise ValueError(f"layer {name!r}: padding mode {m.padding_mode!r} is not supported")
-                new = SystolicConv2d(w_q, w_s, bias_q, s_in, z_in, stride=m.stride, padding=m.padding,
-                                     dilation=m.dilation, groups=m.groups, **kw)
-            else:
-                new = SystolicLinear(w_q, w_s, bias_q, s_in, z_in, **kw)
-            _set_module(model, name, new)
+            _set_module(model, name, make_systolic(
+                m, name, w_q, w_s, bias_q, s_in, z_in, in_dtype=in_dtype, out_scale=m.scale,
+                out_zero_point=m.zero_point, out_relu=isinstance(m, relu_fused), acc_bits=acc_bits))
         elif isinstance(m, nnq.Quantize):
             dt = {torch.quint8: "uint8", torch.qint8: "int8"}[m.dtype]
             _set_module(model, name, FakeQuant(float(m.scale), int(m.zero_point), dt))
