@@ -158,7 +158,8 @@ def _sweep(args: argparse.Namespace) -> int:
         batches = data.decoded(ds, args.batch_size)
         rows = sweep(model, batches, args.out, voltages, strategies, seeds, freq_ghz=args.freq,
                      acc_bits=args.acc_bits, budget=args.budget / 100.0,
-                     array=ArrayConfig(args.rows, args.cols, args.freq, args.replay_cycles),
+                     array=ArrayConfig(args.rows, args.cols, args.freq, args.replay_cycles,
+                                       batch=args.array_batch),
                      timing_options=opts, device=args.device,
                      meta={"model": "mobilenet_v2_int8", "data": os.path.abspath(args.data)})
     except ValueError as e:
@@ -257,6 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="GPU-sized grid: all images, 0.50-0.90 V step 0.01, 5 strategies, 3 seeds")
     sw.add_argument("--cols", type=int, default=256, help="array columns (default: 256)")
     sw.add_argument("--replay-cycles", type=int, default=1, help="stall per corrected error (default: 1)")
+    sw.add_argument("--array-batch", type=int, default=1,
+                    help="images sharing each weight load in the latency/energy model (default: 1)")
     sw.add_argument("--guard-band", type=float, default=None, help="timing model option (default: 1.0)")
     sw.add_argument("--vth", type=float, default=None, help="timing model option, V (default: 0.30)")
     sw.add_argument("--alpha", type=float, default=None, help="timing model option (default: 1.3)")

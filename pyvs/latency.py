@@ -13,6 +13,9 @@ reduction length K and N columns (per group) is run tile by tile:
   overlapped with compute unless ``overlap_weight_load``), M cycles to stream
   the activation rows, and R + C - 2 cycles of fill and drain (the skew of the
   wavefront across rows and columns);
+- ``batch`` images share each weight load: a tile streams batch * M rows,
+  and the per-image cycles are the batch's cycles / batch (batch 1, the
+  default, is single-image latency);
 - a Razor replay (one corrected timing error) stalls the whole array for
   ``replay_cycles`` cycles (default 1: the error is detected at the clock edge,
   the shadow latch's correct value is restored while the pipeline is held
@@ -31,13 +34,15 @@ from typing import Dict, Tuple
 @dataclasses.dataclass(frozen=True)
 class ArrayConfig:
     """rows R, cols C (PEs); freq_ghz (GHz); replay_cycles (cycles per
-    corrected error); overlap_weight_load (double-buffered weights)."""
+    corrected error); overlap_weight_load (double-buffered weights); batch
+    (images per weight load)."""
 
     rows: int = 256
     cols: int = 256
     freq_ghz: float = 0.7
     replay_cycles: int = 1
     overlap_weight_load: bool = False
+    batch: int = 1
 
     def __post_init__(self):
         if self.rows < 1 or self.cols < 1:
@@ -46,6 +51,8 @@ class ArrayConfig:
             raise ValueError(f"freq_ghz must be positive, got {self.freq_ghz}")
         if self.replay_cycles < 0:
             raise ValueError(f"replay_cycles must be >= 0, got {self.replay_cycles}")
+        if self.batch < 1:
+            raise ValueError(f"batch must be >= 1, got {self.batch}")
 
 
 def gemm_cycles(M: int, K: int, N: int, groups: int = 1, array: ArrayConfig = ArrayConfig()) -> int:
@@ -63,10 +70,12 @@ def gemm_cycles(M: int, K: int, N: int, groups: int = 1, array: ArrayConfig = Ar
 
 
 def model_cycles(shapes: Dict[str, Tuple[int, int, int, int]], array: ArrayConfig = ArrayConfig()
-                 ) -> Dict[str, int]:
-    """Base cycles per layer for one image: shapes maps layer name to
-    (groups, M per image, K, N per group)."""
-    return {name: gemm_cycles(M, K, N, G, array) for name, (G, M, K, N) in shapes.items()}
+                 ) -> Dict[str, float]:
+    """Base cycles per layer per image: shapes maps layer name to
+    (groups, M per image, K, N per group); a batch of ``array.batch`` images
+    shares each weight load."""
+    return {name: gemm_cycles(M * array.batch, K, N, G, array) / array.batch
+            for name, (G, M, K, N) in shapes.items()}
 
 
 def latency_overhead(base_cycles: Dict[str, int], corrected_per_image: Dict[str, float],

@@ -44,7 +44,8 @@ def plot_accuracy(rows, meta, path):
         ax.axhline(100 * meta["clean"]["top1"], color="k", ls=":", lw=1, label="fault-free")
     ax.set_xlabel("supply voltage (V)")
     ax.set_ylabel("top-1 accuracy (%), 95 % CI")
-    ax.set_title(f"MobileNetV2 int8 on {meta.get('n_images', '?')} images")
+    ax.set_title(f"{meta.get('model', 'model')} on {meta.get('n_images', '?')} images, "
+                 f"{meta.get('freq_ghz', '?')} GHz")
     ax.invert_xaxis()
     ax.legend()
     _save(fig, path)
@@ -76,7 +77,8 @@ def plot_pareto(rows, search, path):
     ax.plot([100 * xy[i][0] for i in front], [100 * xy[i][1] for i in front], "r-", lw=1.5,
             label="Pareto front")
     ax.set_xlabel("energy saving vs. 0.9 V (%)")
-    ax.set_ylabel("accuracy loss (%): max of golden-agreement and top-1 loss")
+    ax.set_ylabel("accuracy loss (points)")
+    ax.set_title("max of golden-agreement loss and top-1 loss; every evaluated point")
     ax.set_yscale("symlog", linthresh=0.1)
     fig.colorbar(sc, ax=ax, label="voltage (V)")
     ax.legend()

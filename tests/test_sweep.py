@@ -60,6 +60,13 @@ def test_first_case_is_eighty_cycles():
     assert gemm_cycles(10, 6, 5, 1, ArrayConfig(rows=4, cols=4)) == 80
 
 
+def test_batch_shares_weight_loads():
+    shapes = {"a": (1, 10, 6, 5)}
+    one = model_cycles(shapes, ArrayConfig(rows=4, cols=4))["a"]
+    four = model_cycles(shapes, ArrayConfig(rows=4, cols=4, batch=4))["a"]
+    assert one == 80 and four == 4 * (4 + 40 + 6) / 4  # 4 tiles of (load + 4*10 rows + drain), per image
+
+
 def test_latency_overhead():
     base = model_cycles({"a": (1, 10, 6, 5), "b": (2, 4, 3, 3)}, ArrayConfig(rows=4, cols=4))
     per_layer, total = latency_overhead(base, {}, ArrayConfig(rows=4, cols=4))
