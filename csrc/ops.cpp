@@ -7,6 +7,7 @@
 #include <torch/library.h>
 
 #include <cmath>
+#include <sstream>
 
 #include "ops.h"
 
