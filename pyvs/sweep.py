@@ -264,3 +264,24 @@ def sweep(model: torch.nn.Module, batches, out_dir: str, voltages: Sequence[floa
             if _PAUSE:  # testing aid: time for a test to kill the run between points
                 time.sleep(_PAUSE)
     return rows
+
+
+def rescore(out_dir: str, array: ArrayConfig, energy: EnergyParams = EnergyParams()) -> List[dict]:
+    """The rows of a finished sweep with latency and energy recomputed for
+    another array or energy model, from the measured replays per image and
+    the layers' GEMM shapes (accuracy is unchanged: the events do not depend
+    on these models). Nothing is written."""
+    rows, _, meta = load_results(out_dir)
+    if not rows or "layers" not in meta:
+        raise ValueError(f"{out_dir!r} holds no finished sweep")
+    shapes = {n: tuple(s) for n, s in meta["layers"].items()}
+    base_total = sum(model_cycles(shapes, array).values())
+    macs = meta["macs_per_image"]
+    baseline = inference_energy(energy.v_nominal, macs, base_total, 0, 0.0, energy, array)["total"]
+    out = []
+    for r in rows:
+        replays = r["corrected_per_image"]
+        e = inference_energy(r["voltage"], macs, base_total, r["protected_bits"], replays, energy, array)
+        out.append(dict(r, latency_overhead=replays * array.replay_cycles / base_total,
+                        energy_j=e["total"], energy_saving=1.0 - e["total"] / baseline))
+    return out

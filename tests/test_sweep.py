@@ -243,3 +243,19 @@ def test_unwritable_output_folder(tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(ValueError, match="cannot write to the output folder"):
         sweep(q, batches, str(blocker / "out"), [0.9], ["none"], progress=False)
+
+
+def test_rescore_reproduces_and_changes_only_the_models(tmp_path):
+    from pyvs.sweep import rescore
+    q, batches = _setup(16)
+    rows = sweep(q, batches, str(tmp_path), [0.9, 0.8], ["none", "all"], probabilities=planted,
+                 progress=False)
+    same = rescore(str(tmp_path), ArrayConfig())
+    for a, b in zip(rows, same):
+        assert b["energy_saving"] == pytest.approx(a["energy_saving"])
+        assert b["latency_overhead"] == pytest.approx(a["latency_overhead"])
+    big = rescore(str(tmp_path), ArrayConfig(batch=8))
+    assert all(b["top1"] == a["top1"] for a, b in zip(rows, big))
+    corrected = [r for r in big if r["corrected_per_image"] > 0]
+    assert corrected and all(b["latency_overhead"] > a["latency_overhead"]
+                             for a, b in zip(rows, big) if a["corrected_per_image"] > 0)
