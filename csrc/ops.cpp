@@ -144,6 +144,23 @@ FaultTables view_fault_tables(const at::Tensor& packed, int W, int64_t K,
   return FaultTables{W, K, any, base, base + K + 1, base + K + 1 + W};  // gap | first | next
 }
 
+bool use_fast_path(c10::string_view impl, const MatmulArgs& r,
+                   const at::Tensor& p_bits, int64_t min_fast_k) {
+  TORCH_CHECK(impl == "auto" || impl == "fast" || impl == "simple",
+              "systolic_matmul: impl must be 'auto', 'fast' or 'simple', got '", impl, "'");
+  if (impl != "auto") return impl == "fast";
+  if (r.K < min_fast_k) return false;
+  // Share of outputs with at least one flip, 1 - (1 - q_flip)^K, where
+  // q_flip = P(a MAC has an unprotected error). Only the speed depends on it.
+  const at::Tensor p = p_bits.to(at::kCPU, at::kDouble).contiguous();
+  const double* pp = p.const_data_ptr<double>();
+  double no_flip = 1.0;
+  for (int b = 0; b < r.W; ++b) {
+    if (!((r.protect >> b) & 1u)) no_flip *= 1.0 - pp[b];
+  }
+  return 1.0 - std::pow(no_flip, double(r.K)) < 0.5;
+}
+
 namespace {
 
 at::Tensor fault_tables_op(const at::Tensor& p_bits, int64_t K) {
@@ -153,20 +170,36 @@ at::Tensor fault_tables_op(const at::Tensor& p_bits, int64_t K) {
   return make_fault_tables(p_bits, K, &any);
 }
 
+at::Tensor clean_gemm_op(const at::Tensor& a, const at::Tensor& w, int64_t acc_bits,
+                         int64_t rows, c10::string_view method) {
+  TORCH_CHECK(a.dim() == 3 && w.dim() == 3 && a.size(0) == w.size(0) && a.size(2) == w.size(1),
+              "_clean_gemm: a must be [G, M, K] and w [G, K, N]");
+  TORCH_CHECK((a.scalar_type() == at::kChar || a.scalar_type() == at::kByte) &&
+              w.scalar_type() == at::kChar, "_clean_gemm: a must be int8/uint8 and w int8");
+  TORCH_CHECK(acc_bits >= 8 && acc_bits <= 32 && rows >= 1, "_clean_gemm: bad acc_bits or rows");
+  TORCH_CHECK(method == "float64" || method == "int_mm",
+              "_clean_gemm: method must be 'float64' or 'int_mm'");
+  return clean_systolic_gemm(a, w, int(acc_bits), rows,
+                             method == "float64" ? GemmMethod::kFloat64 : GemmMethod::kIntMM);
+}
+
 }  // namespace
 
 TORCH_LIBRARY(pyvs, m) {
   m.set_python_module("pyvs.ops");
   m.def(
       "systolic_matmul(Tensor a, Tensor w, Tensor p_bits, int protect=0, "
-      "int seed=0, int layer=0, int row_offset=0, int rows=256) "
-      "-> (Tensor, Tensor)");
+      "int seed=0, int layer=0, int row_offset=0, int rows=256, "
+      "str impl='auto') -> (Tensor, Tensor)");
   // Host-side tables, exposed so tests can check reference.py against them.
   m.def("_fault_tables(Tensor p_bits, int K) -> Tensor");
+  // The fast path's clean GEMM, exposed so tests can check each method.
+  m.def("_clean_gemm(Tensor a, Tensor w, int acc_bits, int rows, str method) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(pyvs, CompositeExplicitAutograd, m) {
   m.impl("_fault_tables", &fault_tables_op);
+  m.impl("_clean_gemm", &clean_gemm_op);
 }
 
 }  // namespace pyvs

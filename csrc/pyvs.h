@@ -125,6 +125,8 @@ struct FaultTables {
 // Largest g in [0, K] with gap[g] <= u: the number of clean MACs before the
 // next event. g == K means "no further event in this output".
 PYVS_HD int64_t sample_gap(const FaultTables& t, int64_t u) {
+  // Most draws say "no further event": answer those without the search.
+  if (t.gap[t.K] <= u) return t.K;
   int64_t lo = 0, hi = t.K;  // invariant: gap[lo] <= u (gap[0] == 0)
   while (lo < hi) {
     const int64_t mid = lo + (hi - lo + 1) / 2;
@@ -201,6 +203,65 @@ PYVS_HD int32_t systolic_output(const ActT* a, const int8_t* w,
     out += uint32_t(sign_extend(s & mask, t.W));
   }
   return int32_t(out);
+}
+
+// The fast path's share of one output (same arguments as systolic_output).
+//
+// The events are drawn before the data is looked at and do not depend on it,
+// so an output can be split into its clean value plus a patch:
+//   systolic_output(...) == clean + output_patch(...)   (mod 2^32)
+// where clean = sum over tiles of sign_extend_W(clean tile sum), computed by
+// any exact integer GEMM. This function draws the very same events, in the
+// same order, as systolic_output and counts them; it touches the data only
+// at injected (unprotected) events: a flip of bit b at step k moves the
+// partial sum by +2^b if bit b of it is 0 and by -2^b if it is 1, so it needs
+// the partial sum at k, which is rebuilt from the tile start (or from the
+// previous flip in the same tile). Corrected events change nothing and cost
+// no MAC. Returns faulty - clean, mod 2^32.
+template <typename ActT, typename Counter>
+PYVS_HD uint32_t output_patch(const ActT* a, const int8_t* w, int64_t w_stride,
+                              int64_t rows, const FaultTables& t,
+                              uint32_t protect, OutputStream rs,
+                              Counter& counter) {
+  if (!t.any) return 0;
+  const int64_t K = t.K;
+  const uint32_t mask = width_mask(t.W);
+  uint32_t patch = 0;
+  // The tile with pending flips: [.., tile_end), partial sum s (faulty, mod
+  // 2^32; its W-bit value is s & mask) summed up to pos, and d = faulty -
+  // clean. tile_end == 0: no tile pending.
+  int64_t tile_end = 0, pos = 0;
+  uint32_t s = 0, d = 0;
+  auto finish_tile = [&]() -> uint32_t {
+    // A W-bit tile whose clean sum wraps (W < 32) needs both sums at its
+    // end; with W = 32, sign extension is the identity and d is the answer.
+    if (t.W == 32) return d;
+    for (; pos < tile_end; ++pos) s += uint32_t(int32_t(a[pos]) * int32_t(w[pos * w_stride]));
+    return uint32_t(sign_extend(s & mask, t.W)) -
+           uint32_t(sign_extend((s - d) & mask, t.W));
+  };
+  for (int64_t k = sample_gap(t, rs.uniform()); k < K;
+       k += 1 + sample_gap(t, rs.uniform())) {
+    const uint32_t bits = sample_event_bits(t, rs);
+    for (int b = 0; b < t.W; ++b) {
+      if ((bits >> b) & 1u) counter.add(b, (protect >> b) & 1u);
+    }
+    const uint32_t flips = bits & ~protect;
+    if (!flips) continue;
+    if (k >= tile_end) {  // the first flip of a new tile
+      if (tile_end > 0) patch += finish_tile();
+      pos = k - k % rows;
+      tile_end = pos + rows < K ? pos + rows : K;
+      s = 0;
+      d = 0;
+    }
+    for (; pos <= k; ++pos) s += uint32_t(int32_t(a[pos]) * int32_t(w[pos * w_stride]));
+    // Flipping bits b changes the value by +-2^b each: (s ^ flips) - s.
+    d += (s ^ flips) - s;
+    s ^= flips;
+  }
+  if (tile_end > 0) patch += finish_tile();
+  return patch;
 }
 
 }  // namespace pyvs

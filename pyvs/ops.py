@@ -42,6 +42,8 @@ def systolic_matmul(
     layer: int = 0,
     row_offset: int = 0,
     rows: int = 256,
+    *,
+    impl: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Integer matmul on a simulated weight-stationary systolic array, with a
     timing error drawn for every bit of every MAC's accumulator output.
@@ -73,6 +75,14 @@ def systolic_matmul(
         layer (int): stream id in [0, 2^32), one per layer.
         row_offset (int): global index of a's row 0.
         rows (int): systolic array height, i.e. MACs per K-tile (>= 1).
+        impl (str): how to compute it, never what: ``"simple"`` runs the
+            definition output by output; ``"fast"`` computes the clean product
+            with an exact integer GEMM (float64 BLAS on CPU, ``torch._int_mm``
+            on CUDA), draws every output's events without touching the data,
+            and recomputes partial sums only at unprotected events;
+            ``"auto"`` (default) takes the fast path unless K < 32 or at
+            least half of the outputs would need patching. All three give
+            identical results.
 
     Returns:
         out (Tensor[M, N] or Tensor[G, M, N], int32): the faulty products.
@@ -81,12 +91,13 @@ def systolic_matmul(
     """
     return torch.ops.pyvs.systolic_matmul(
         a, w, as_p_bits(p_bits), int(protect), _seed64(seed), int(layer),
-        int(row_offset), int(rows),
+        int(row_offset), int(rows), str(impl),
     )
 
 
 @torch.library.register_fake("pyvs::systolic_matmul")
-def _systolic_matmul_fake(a, w, p_bits, protect=0, seed=0, layer=0, row_offset=0, rows=256):
+def _systolic_matmul_fake(a, w, p_bits, protect=0, seed=0, layer=0, row_offset=0, rows=256,
+                          impl="auto"):
     # Same checks and wording as check_matmul_args in csrc/ops.cpp, as far as
     # they can be made without reading tensor values.
     torch._check(a.dtype in (torch.int8, torch.uint8),
@@ -105,6 +116,8 @@ def _systolic_matmul_fake(a, w, p_bits, protect=0, seed=0, layer=0, row_offset=0
     torch._check(8 <= W <= 32, lambda: f"systolic_matmul: p_bits has length {W}; "
                  "the accumulator width W must be between 8 and 32 bits")
     torch._check(rows >= 1, lambda: "systolic_matmul: rows (systolic array height) must be >= 1")
+    torch._check(impl in ("auto", "fast", "simple"),
+                 lambda: f"systolic_matmul: impl must be 'auto', 'fast' or 'simple', got '{impl}'")
     if a.dim() == 3:
         torch._check(w.shape[0] == a.shape[0], lambda: "systolic_matmul: group count mismatch")
         out_shape = (a.shape[0], a.shape[1], w.shape[2])

@@ -81,6 +81,20 @@ SHAPES = [  # (M, K, N): every size of {1, 3, 17, 255, 256, 257, 600} appears
 ]
 
 
+IMPLS = ("simple", "fast", "auto")
+
+
+def assert_all_impls_match(a, w, p, expected, **args):
+    """Every path of the op (simple kernel, GEMM + patches, automatic
+    choice) gives exactly `expected` (out, stats)."""
+    for impl in IMPLS:
+        out, stats = pyvs.systolic_matmul(a, w, p, impl=impl, **args)
+        assert out.dtype == torch.int32 and out.shape == expected[0].shape, impl
+        assert stats.dtype == torch.int64 and stats.shape == expected[1].shape, impl
+        assert torch.equal(out, expected[0]), (impl, int((out != expected[0]).sum()))
+        assert torch.equal(stats, expected[1]), impl
+
+
 @pytest.mark.parametrize("regime", ["zero", "tiny", "large", "mixed"])
 @pytest.mark.parametrize("rows", [1, 7, 256])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
@@ -90,33 +104,85 @@ def test_cpu_matches_reference(shape, rows, regime):
     a, w = rand_int8((M, K), gen), rand_int8((K, N), gen)
     p, protect = p_regime(regime)
     args = dict(protect=protect, seed=12345, layer=7, row_offset=11, rows=rows)
-    out, stats = pyvs.systolic_matmul(a, w, p, **args)
-    ref_out, ref_stats = R.systolic_matmul(a, w, p, **args)
-    assert out.dtype == torch.int32 and out.shape == (M, N)
-    assert stats.dtype == torch.int64 and stats.shape == (2, W32)
-    assert torch.equal(out, ref_out)
-    assert torch.equal(stats, ref_stats)
+    ref = R.systolic_matmul(a, w, p, **args)
+    assert ref[0].shape == (M, N) and ref[1].shape == (2, W32)
+    assert_all_impls_match(a, w, p, ref, **args)
 
 
 @pytest.mark.parametrize("W", [8, 13, 20])
-def test_narrow_accumulators_match_reference(W):
-    gen = torch.Generator().manual_seed(W)
+@pytest.mark.parametrize("rows", [1, 100, 300])
+def test_narrow_accumulators_match_reference(W, rows):
+    # Narrow accumulators wrap inside a tile: the fast path's clean GEMM then
+    # runs tile by tile, and its patches sign-extend each tile.
+    gen = torch.Generator().manual_seed(W * rows)
     a, w = rand_int8((9, 300), gen, torch.uint8), rand_int8((300, 5), gen)
     p = [0.01 * (b % 3) for b in range(W)]
-    args = dict(protect=0b101, seed=-3, layer=1, rows=100)
-    assert all(torch.equal(x, y) for x, y in
-               zip(pyvs.systolic_matmul(a, w, p, **args), R.systolic_matmul(a, w, p, **args)))
+    args = dict(protect=0b101, seed=-3, layer=1, rows=rows)
+    assert_all_impls_match(a, w, p, R.systolic_matmul(a, w, p, **args), **args)
 
 
-def test_uint8_and_groups_match_reference():
+@pytest.mark.parametrize("regime", ["tiny", "large", "mixed"])
+def test_uint8_and_groups_match_reference(regime):
     gen = torch.Generator().manual_seed(3)
-    a, w = rand_int8((4, 6, 19), gen, torch.uint8), rand_int8((4, 19, 5), gen)
-    p, protect = p_regime("mixed")
+    a, w = rand_int8((4, 6, 40), gen, torch.uint8), rand_int8((4, 40, 5), gen)
+    p, protect = p_regime(regime)
     args = dict(protect=protect, seed=2**64 - 1, layer=2**32 - 1, row_offset=5, rows=7)
-    out, stats = pyvs.systolic_matmul(a, w, p, **args)
-    ref_out, ref_stats = R.systolic_matmul(a, w, p, **args)
-    assert out.shape == (4, 6, 5)
-    assert torch.equal(out, ref_out) and torch.equal(stats, ref_stats)
+    ref = R.systolic_matmul(a, w, p, **args)
+    assert ref[0].shape == (4, 6, 5)
+    assert_all_impls_match(a, w, p, ref, **args)
+
+
+def test_heavy_rates_on_every_bit_match_reference():
+    # Nearly every MAC has several erring bits, protected and not: the
+    # patches redo almost every partial sum.
+    gen = torch.Generator().manual_seed(13)
+    a, w = rand_int8((23, 90), gen, torch.uint8), rand_int8((90, 11), gen)
+    p = [0.04 + 0.002 * b for b in range(W32)]
+    args = dict(protect=0xAAAA5555, seed=99, layer=4, row_offset=3, rows=33)
+    assert_all_impls_match(a, w, p, R.systolic_matmul(a, w, p, **args), **args)
+
+
+# ---- the fast path's clean GEMM --------------------------------------------
+
+def tiled_product(a, w, W, rows):
+    """Sum over K-tiles of sign_extend_W(tile sum), wrapped to int32: what the
+    op returns without events, computed in int64 straight from that definition."""
+    a, w = a.long(), w.long()
+    K = a.shape[-1]
+    total = torch.zeros(a.shape[:-1] + w.shape[-1:], dtype=torch.int64)
+    for k0 in range(0, K, rows):
+        tile = a[..., k0:k0 + rows] @ w[..., k0:k0 + rows, :]
+        tile = tile % (1 << W)
+        total += torch.where(tile >= 1 << (W - 1), tile - (1 << W), tile)
+    return ((total + (1 << 31)) % (1 << 32) - (1 << 31)).to(torch.int32)
+
+
+@pytest.mark.parametrize("method", ["float64", "int_mm"])
+@pytest.mark.parametrize("dtype", [torch.int8, torch.uint8], ids=["int8", "uint8"])
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (1, 16, 7, 9), (1, 17, 8, 8), (3, 5, 300, 13),
+                                   (2, 40, 600, 24)], ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("W,rows", [(32, 256), (32, 7), (8, 1), (8, 7), (16, 256), (24, 600)])
+def test_clean_gemm_is_the_tiled_product(method, dtype, shape, W, rows):
+    # Covers cuBLASLt's shape rules on any device (M <= 16, K or N not a
+    # multiple of 8 are padded), the uint8 offset, groups, and per-tile
+    # sign extension when a narrow tile can wrap.
+    G, M, K, N = shape
+    gen = torch.Generator().manual_seed(G * M * K * N + W)
+    a, w = rand_int8((G, M, K), gen, dtype), rand_int8((G, K, N), gen)
+    got = torch.ops.pyvs._clean_gemm(a, w, W, rows, method)
+    assert got.dtype == torch.int32
+    assert torch.equal(got, tiled_product(a, w, W, rows))
+
+
+def test_clean_gemm_extreme_values():
+    # The largest products of each sign, summed over a long tile.
+    for dtype, lo, hi in ((torch.uint8, 0, 255), (torch.int8, -128, 127)):
+        a = torch.tensor([[lo] * 300 + [hi] * 300, [hi] * 600], dtype=dtype).unsqueeze(0)
+        w = torch.tensor([[-128, 127]] * 600, dtype=torch.int8).unsqueeze(0)
+        for method in ("float64", "int_mm"):
+            for W, rows in ((32, 256), (16, 600), (8, 3)):
+                got = torch.ops.pyvs._clean_gemm(a, w, W, rows, method)
+                assert torch.equal(got, tiled_product(a, w, W, rows)), (dtype, method, W, rows)
 
 
 def test_grouped_clean_equals_bmm():
@@ -147,20 +213,22 @@ def test_narrow_accumulator_wraps_each_tile():
 
 # ---- determinism ------------------------------------------------------------
 
-def test_same_result_for_any_thread_count_and_row_batching():
+@pytest.mark.parametrize("impl", IMPLS)
+def test_same_result_for_any_thread_count_and_row_batching(impl):
     gen = torch.Generator().manual_seed(6)
     a, w = rand_int8((301, 200), gen), rand_int8((200, 37), gen)
     p, protect = p_regime("mixed")
     results = []
     for threads in (1, 2):
         torch.set_num_threads(threads)
-        results.append(pyvs.systolic_matmul(a, w, p, protect=protect, seed=9, row_offset=1000))
+        results.append(pyvs.systolic_matmul(a, w, p, protect=protect, seed=9, row_offset=1000, impl=impl))
     assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
     # Rows split into uneven batches, each with its global row offset.
     parts = [(0, 1), (1, 100), (100, 301)]
     outs, stats = [], torch.zeros(2, 32, dtype=torch.int64)
     for lo, hi in parts:
-        o, s = pyvs.systolic_matmul(a[lo:hi], w, p, protect=protect, seed=9, row_offset=1000 + lo)
+        o, s = pyvs.systolic_matmul(a[lo:hi], w, p, protect=protect, seed=9, row_offset=1000 + lo,
+                                    impl=impl)
         outs.append(o)
         stats += s
     assert torch.equal(torch.cat(outs), results[0][0]) and torch.equal(stats, results[0][1])
@@ -187,14 +255,15 @@ def within_binomial(count, n, p, sigmas=5.0):
     return abs(count - mean) <= sigmas * sd, (count, mean, sd)
 
 
+@pytest.mark.parametrize("impl", ["simple", "fast"])
 @pytest.mark.parametrize("bit,p", [(0, 1e-4), (13, 3e-3), (31, 0.2)])
-def test_injected_counts_are_binomial(bit, p):
+def test_injected_counts_are_binomial(bit, p, impl):
     gen = torch.Generator().manual_seed(bit)
     M, K, N = 128, 300, 64
     a, w = rand_int8((M, K), gen), rand_int8((K, N), gen)
     probs = [0.0] * 32
     probs[bit] = p
-    _, stats = pyvs.systolic_matmul(a, w, probs, seed=bit + 100)
+    _, stats = pyvs.systolic_matmul(a, w, probs, seed=bit + 100, impl=impl)
     ok, info = within_binomial(int(stats[0, bit]), M * N * K, p)
     assert ok, info
     assert int(stats.sum()) == int(stats[0, bit])
@@ -212,36 +281,43 @@ def test_many_bits_at_once_are_each_binomial():
         assert ok, (b, info)
 
 
-def test_protect_mask_splits_the_same_events():
+@pytest.mark.parametrize("impl", ["simple", "fast"])
+def test_protect_mask_splits_the_same_events(impl):
     gen = torch.Generator().manual_seed(12)
     a, w = rand_int8((50, 400), gen), rand_int8((400, 20), gen)
     probs = [1e-3] * 32
     mask = 0xF00000F1
-    _, plain = pyvs.systolic_matmul(a, w, probs, seed=4)
-    out, split = pyvs.systolic_matmul(a, w, probs, seed=4, protect=mask)
+    _, plain = pyvs.systolic_matmul(a, w, probs, seed=4, impl=impl)
+    out, split = pyvs.systolic_matmul(a, w, probs, seed=4, protect=mask, impl=impl)
     for b in range(32):
         protected = (mask >> b) & 1
         assert int(split[0, b]) == (0 if protected else int(plain[0, b]))
         assert int(split[1, b]) == (int(plain[0, b]) if protected else 0)
     # Everything protected: every error is corrected and out is exact.
-    out, stats = pyvs.systolic_matmul(a, w, probs, seed=4, protect=2**32 - 1)
+    out, stats = pyvs.systolic_matmul(a, w, probs, seed=4, protect=2**32 - 1, impl=impl)
     assert torch.equal(out, (a.long() @ w.long()).int())
     assert int(stats[0].sum()) == 0 and torch.equal(stats[1], plain[0])
 
 
-def test_a_flip_moves_the_output_by_the_bit_weight():
+@pytest.mark.parametrize("impl", ["simple", "fast"])
+def test_a_flip_moves_the_output_by_the_bit_weight(impl):
     # One event is certain (p = 1 on bit 4) at every MAC of a single-MAC
     # product: 0 + 3*2 = 6 = 0b00110; bit 4 flips to 0b10110 = 22.
     a = torch.tensor([[3]], dtype=torch.int8)
     w = torch.tensor([[2]], dtype=torch.int8)
     probs = [0.0] * 8
     probs[4] = 1.0
-    out, stats = pyvs.systolic_matmul(a, w, probs)
+    out, stats = pyvs.systolic_matmul(a, w, probs, impl=impl)
     assert int(out) == 22 and int(stats[0, 4]) == 1
     # bit 7 of an 8-bit accumulator is the sign: 6 -> 6 - 128
     probs = [0.0] * 8
     probs[7] = 1.0
-    assert int(pyvs.systolic_matmul(a, w, probs)[0]) == 6 - 128
+    assert int(pyvs.systolic_matmul(a, w, probs, impl=impl)[0]) == 6 - 128
+    # Two MACs, bit 4 certain at both: 6 -> 22, + 6 = 28 = 0b11100 -> 12.
+    a2, w2 = torch.tensor([[3, 3]], dtype=torch.int8), torch.tensor([[2], [2]], dtype=torch.int8)
+    probs = [0.0] * 8
+    probs[4] = 1.0
+    assert int(pyvs.systolic_matmul(a2, w2, probs, impl=impl)[0]) == 12
 
 
 # ---- tracing ----------------------------------------------------------------
@@ -276,28 +352,59 @@ def test_traces_under_torch_compile():
 # ---- CUDA -------------------------------------------------------------------
 
 @needs_cuda
+@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("regime", ["zero", "tiny", "large", "mixed"])
 @pytest.mark.parametrize("shape", SHAPES + [(1000, 1152, 300)], ids=lambda s: "x".join(map(str, s)))
-def test_cuda_matches_cpu(shape, regime):
+@pytest.mark.parametrize("dtype", [torch.int8, torch.uint8], ids=["int8", "uint8"])
+def test_cuda_matches_cpu(shape, regime, impl, dtype):
     M, K, N = shape
     gen = torch.Generator().manual_seed(M * 7 + K)
-    a, w = rand_int8((M, K), gen, torch.uint8), rand_int8((K, N), gen)
+    a, w = rand_int8((M, K), gen, dtype), rand_int8((K, N), gen)
     p, protect = p_regime(regime)
-    args = dict(protect=protect, seed=77, layer=3, row_offset=9, rows=7)
-    cpu = pyvs.systolic_matmul(a, w, p, **args)
-    gpu = pyvs.systolic_matmul(a.cuda(), w.cuda(), torch.tensor(p, dtype=torch.float64).cuda(), **args)
-    assert gpu[0].is_cuda
+    for rows in (7, 256):
+        args = dict(protect=protect, seed=77, layer=3, row_offset=9, rows=rows)
+        cpu = pyvs.systolic_matmul(a, w, p, impl="simple", **args)
+        gpu = pyvs.systolic_matmul(a.cuda(), w.cuda(), torch.tensor(p, dtype=torch.float64).cuda(),
+                                   impl=impl, **args)
+        assert gpu[0].is_cuda
+        assert torch.equal(cpu[0], gpu[0].cpu()) and torch.equal(cpu[1], gpu[1].cpu())
+
+
+@needs_cuda
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("shape", [(32, 50, 9, 1), (4, 33, 72, 16)], ids=lambda s: "x".join(map(str, s)))
+def test_cuda_groups_match_cpu(impl, shape):
+    G, M, K, N = shape
+    gen = torch.Generator().manual_seed(8)
+    a, w = rand_int8((G, M, K), gen, torch.uint8), rand_int8((G, K, N), gen)
+    p, protect = p_regime("mixed")
+    cpu = pyvs.systolic_matmul(a, w, p, protect=protect, seed=1, impl="simple")
+    gpu = pyvs.systolic_matmul(a.cuda(), w.cuda(), p, protect=protect, seed=1, impl=impl)
     assert torch.equal(cpu[0], gpu[0].cpu()) and torch.equal(cpu[1], gpu[1].cpu())
 
 
 @needs_cuda
-def test_cuda_groups_match_cpu():
-    gen = torch.Generator().manual_seed(8)
-    a, w = rand_int8((32, 50, 9), gen, torch.uint8), rand_int8((32, 9, 1), gen)
-    p, protect = p_regime("mixed")
-    cpu = pyvs.systolic_matmul(a, w, p, protect=protect, seed=1)
-    gpu = pyvs.systolic_matmul(a.cuda(), w.cuda(), p, protect=protect, seed=1)
-    assert torch.equal(cpu[0], gpu[0].cpu()) and torch.equal(cpu[1], gpu[1].cpu())
+@pytest.mark.parametrize("W", [8, 13, 32])
+def test_cuda_narrow_accumulators_match_cpu(W):
+    gen = torch.Generator().manual_seed(W)
+    a, w = rand_int8((40, 300), gen, torch.uint8), rand_int8((300, 24), gen)
+    p = [0.01 * (b % 3) for b in range(W)]
+    args = dict(protect=0b101, seed=-3, layer=1, rows=100)
+    cpu = pyvs.systolic_matmul(a, w, p, impl="simple", **args)
+    for impl in IMPLS:
+        gpu = pyvs.systolic_matmul(a.cuda(), w.cuda(), p, impl=impl, **args)
+        assert torch.equal(cpu[0], gpu[0].cpu()) and torch.equal(cpu[1], gpu[1].cpu()), impl
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", [torch.int8, torch.uint8], ids=["int8", "uint8"])
+def test_cuda_clean_gemm_is_the_tiled_product(dtype):
+    gen = torch.Generator().manual_seed(21)
+    for G, M, K, N in [(1, 1, 1, 1), (1, 16, 7, 9), (1, 17, 8, 8), (3, 5, 300, 13), (2, 300, 600, 24)]:
+        a, w = rand_int8((G, M, K), gen, dtype), rand_int8((G, K, N), gen)
+        for W, rows in [(32, 256), (8, 7), (16, 256)]:
+            got = torch.ops.pyvs._clean_gemm(a.cuda(), w.cuda(), W, rows, "int_mm")
+            assert got.is_cuda and torch.equal(got.cpu(), tiled_product(a, w, W, rows))
 
 
 # ---- bad input --------------------------------------------------------------
@@ -334,6 +441,8 @@ def _ab():
     (lambda a, w: pyvs.systolic_matmul(a, w, GOOD_P, layer=2**32), "layer"),
     (lambda a, w: pyvs.systolic_matmul(a, w, GOOD_P, row_offset=-1), "row_offset"),
     (lambda a, w: pyvs.systolic_matmul(a, w, GOOD_P, row_offset=2**32 - 3), "row_offset"),
+    (lambda a, w: pyvs.systolic_matmul(a, w, GOOD_P, impl="fastest"),
+     "impl must be 'auto', 'fast' or 'simple', got 'fastest'"),
 ])
 def test_bad_input_is_a_clear_error(call, match):
     a, w = _ab()

@@ -1,12 +1,15 @@
-// CUDA kernel of pyvs::systolic_matmul: one thread per output, running the
-// same pyvs::systolic_output as the CPU kernel, hence the same bits. Threads
-// of a warp take consecutive columns, so their weight loads are coalesced and
-// their activation loads are broadcasts. Correct first; issue "full speed"
-// replaces it on the hot path with a clean GEMM plus sparse event patches.
+// CUDA kernels of pyvs::systolic_matmul. The simple path: one thread per
+// output, running the same pyvs::systolic_output as the CPU kernel, hence the
+// same bits; threads of a warp take consecutive columns, so their weight
+// loads are coalesced and their activation loads are broadcasts. The fast
+// path: the clean product from torch._int_mm (cuBLASLt int8 tensor cores,
+// clean_gemm.cpp), then one thread per output adding pyvs::output_patch.
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
+
+#include <vector>
 
 #include "../ops.h"
 
@@ -43,10 +46,56 @@ __global__ void systolic_matmul_kernel(const ActT* __restrict__ A,
   }
 }
 
+// Per-block counters in shared memory, flushed once per block: at heavy
+// error rates one global atomic per event would serialize.
+struct BlockCounter {
+  unsigned long long* counts;  // [2][32]: injected, corrected
+  __device__ void add(int b, bool was_corrected) {
+    atomicAdd(counts + (was_corrected ? 32 : 0) + b, 1ull);
+  }
+};
+
+// The fast path's patches: O holds the clean product; one thread per output
+// draws its events (pyvs::output_patch) and adds its flips. Only outputs
+// with flips read A and W.
+template <typename ActT>
+__global__ void patch_kernel(const ActT* __restrict__ A,
+                             const int8_t* __restrict__ Wm,
+                             int32_t* __restrict__ O,
+                             unsigned long long* stats, MatmulArgs r,
+                             FaultTables t) {
+  __shared__ unsigned long long counts[64];
+  for (int i = threadIdx.x; i < 64; i += blockDim.x) counts[i] = 0;
+  __syncthreads();
+  BlockCounter counter{counts};
+  const int64_t total = r.G * r.M * r.N;
+  for (int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
+       idx += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t n = idx % r.N;
+    const int64_t gm = idx / r.N;
+    const int64_t g = gm / r.M, m = gm % r.M;
+    const OutputStream rs(r.seed, r.layer, uint32_t(r.row_offset + m),
+                          uint32_t(g * r.N + n));
+    const uint32_t patch = output_patch(A + gm * r.K, Wm + g * r.K * r.N + n, r.N,
+                                        r.rows, t, r.protect, rs, counter);
+    if (patch) O[idx] = int32_t(uint32_t(O[idx]) + patch);
+  }
+  __syncthreads();
+  for (int i = threadIdx.x; i < 2 * r.W; i += blockDim.x) {
+    const int row = i / r.W, b = i % r.W;
+    const unsigned long long c = counts[row * 32 + b];
+    if (c) atomicAdd(stats + row * r.W + b, c);
+  }
+}
+
+// Below this K the fused simple kernel beats a tensor-core GEMM plus
+// patches (depthwise convs: K = 9). Not yet measured on a GPU.
+constexpr int64_t kMinFastK = 32;
+
 std::tuple<at::Tensor, at::Tensor> systolic_matmul_cuda(
     const at::Tensor& a, const at::Tensor& w, const at::Tensor& p_bits,
     int64_t protect, int64_t seed, int64_t layer, int64_t row_offset,
-    int64_t rows) {
+    int64_t rows, c10::string_view impl) {
   const MatmulArgs r =
       check_matmul_args(a, w, p_bits, protect, seed, layer, row_offset, rows);
   TORCH_INTERNAL_ASSERT(a.device().is_cuda());
@@ -57,25 +106,43 @@ std::tuple<at::Tensor, at::Tensor> systolic_matmul_cuda(
   const at::Tensor packed =
       make_fault_tables(p_bits, r.K, &any).to(a.device(), /*non_blocking=*/false);
   const FaultTables t = view_fault_tables(packed, r.W, r.K, any);
-  at::Tensor out = r.batched ? at::empty({r.G, r.M, r.N}, a.options().dtype(at::kInt))
-                             : at::empty({r.M, r.N}, a.options().dtype(at::kInt));
+  const std::vector<int64_t> shape =
+      r.batched ? std::vector<int64_t>{r.G, r.M, r.N} : std::vector<int64_t>{r.M, r.N};
   at::Tensor stats = at::zeros({2, r.W}, a.options().dtype(at::kLong));
+  auto* S = reinterpret_cast<unsigned long long*>(stats.data_ptr<int64_t>());
+  auto stream = at::cuda::getCurrentCUDAStream();
   const int64_t total = r.G * r.M * r.N;
-  if (total > 0) {
-    const int threads = 256;
-    const int64_t blocks = std::min<int64_t>((total + threads - 1) / threads, 1 << 20);
-    auto stream = at::cuda::getCurrentCUDAStream();
-    auto* S = reinterpret_cast<unsigned long long*>(stats.data_ptr<int64_t>());
-    if (a.scalar_type() == at::kByte) {
-      systolic_matmul_kernel<uint8_t><<<blocks, threads, 0, stream>>>(
-          a3.const_data_ptr<uint8_t>(), w3.const_data_ptr<int8_t>(),
-          out.data_ptr<int32_t>(), S, r, t);
-    } else {
-      systolic_matmul_kernel<int8_t><<<blocks, threads, 0, stream>>>(
-          a3.const_data_ptr<int8_t>(), w3.const_data_ptr<int8_t>(),
-          out.data_ptr<int32_t>(), S, r, t);
+  const int threads = 256;
+  const int64_t blocks = std::min<int64_t>((total + threads - 1) / threads, 1 << 20);
+  at::Tensor out;
+  if (use_fast_path(impl, r, p_bits, kMinFastK)) {
+    out = clean_systolic_gemm(a3, w3, r.W, r.rows, GemmMethod::kIntMM).view(shape);
+    if (any && total > 0) {
+      if (a.scalar_type() == at::kByte) {
+        patch_kernel<uint8_t><<<blocks, threads, 0, stream>>>(
+            a3.const_data_ptr<uint8_t>(), w3.const_data_ptr<int8_t>(),
+            out.data_ptr<int32_t>(), S, r, t);
+      } else {
+        patch_kernel<int8_t><<<blocks, threads, 0, stream>>>(
+            a3.const_data_ptr<int8_t>(), w3.const_data_ptr<int8_t>(),
+            out.data_ptr<int32_t>(), S, r, t);
+      }
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  } else {
+    out = at::empty(shape, a.options().dtype(at::kInt));
+    if (total > 0) {
+      if (a.scalar_type() == at::kByte) {
+        systolic_matmul_kernel<uint8_t><<<blocks, threads, 0, stream>>>(
+            a3.const_data_ptr<uint8_t>(), w3.const_data_ptr<int8_t>(),
+            out.data_ptr<int32_t>(), S, r, t);
+      } else {
+        systolic_matmul_kernel<int8_t><<<blocks, threads, 0, stream>>>(
+            a3.const_data_ptr<int8_t>(), w3.const_data_ptr<int8_t>(),
+            out.data_ptr<int32_t>(), S, r, t);
+      }
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    }
   }
   return {out, stats};
 }
