@@ -79,6 +79,12 @@ def extensions():
     cxx = opt + ["-ffp-contract=off"]  # the C++ standard is torch's choice (C++20 for 2.14)
     include_dirs = [os.path.join(ROOT, "csrc")]
     kwargs = {}
+    if sys.platform.startswith("linux"):
+        # at::parallel_for is OpenMP inside ATen's headers: without -fopenmp
+        # the CPU kernels silently run on one thread. The libgomp that torch
+        # ships is already loaded when pyvs._C is, and serves this one too.
+        cxx.append("-fopenmp")
+        kwargs["extra_link_args"] = ["-fopenmp"]
     if use_cuda:
         if not os.environ.get("TORCH_CUDA_ARCH_LIST") and not torch.cuda.is_available():
             os.environ["TORCH_CUDA_ARCH_LIST"] = "8.0;9.0"

@@ -38,15 +38,33 @@ at::Tensor int_mm_padded(const at::Tensor& a, const at::Tensor& w) {
   return at::_int_mm(ap, wp).narrow(0, 0, M).narrow(1, 0, N);
 }
 
+// Batched a [G, M, K] int8/uint8, w [G, K, N] int8 -> exact int32 [G, M, N]
+// (mod 2^32) by float32 BLAS. Exact because every partial sum is an integer
+// below 2^24 in magnitude: K is cut into chunks of at most
+// (2^24 - 1) / max|a*w| steps (514 for uint8, 1023 for int8), whose sums are
+// added in integers. Reduced-precision float32 matmul modes (TF32, bf16
+// inputs) keep it exact too: 8-bit integers are exact in their inputs, and
+// they accumulate in float32.
+at::Tensor float32_mm(const at::Tensor& a, const at::Tensor& w) {
+  const int64_t K = a.size(2);
+  const int64_t chunk = ((int64_t(1) << 24) - 1) / max_product(a);
+  if (K <= chunk) return at::bmm(a.to(at::kFloat), w.to(at::kFloat)).to(at::kInt);
+  // Partial sums up to K * 2^15 < 2^41: int64, wrapped to int32 at the end.
+  at::Tensor acc = at::zeros({a.size(0), a.size(1), w.size(2)}, a.options().dtype(at::kLong));
+  for (int64_t k0 = 0; k0 < K; k0 += chunk) {
+    const int64_t len = std::min(chunk, K - k0);
+    acc += at::bmm(a.narrow(2, k0, len).to(at::kFloat), w.narrow(1, k0, len).to(at::kFloat))
+               .to(at::kInt);
+  }
+  return acc.to(at::kInt);
+}
+
 // One group: a [M, K] int8/uint8, w [K, N] int8 -> exact int32 [M, N].
 at::Tensor exact_mm(const at::Tensor& a, const at::Tensor& w, GemmMethod method) {
   const int64_t M = a.size(0), K = a.size(1), N = w.size(1);
   if (M == 0 || N == 0) return at::empty({M, N}, a.options().dtype(at::kInt));
   if (K == 0) return at::zeros({M, N}, a.options().dtype(at::kInt));
-  if (method == GemmMethod::kFloat64) {
-    // Exact: every partial sum is an integer below K * 2^15 < 2^41 < 2^53.
-    return at::mm(a.to(at::kDouble), w.to(at::kDouble)).to(at::kLong).to(at::kInt);
-  }
+  if (method == GemmMethod::kFloat32) return float32_mm(a.unsqueeze(0), w.unsqueeze(0))[0];
   if (a.scalar_type() == at::kChar) return int_mm_padded(a.contiguous(), w.contiguous());
   // uint8 activations: u = (u ^ 0x80 read as int8) + 128, so
   // a @ w = (a ^ 0x80) @ w + 128 * (column sums of w).
@@ -63,10 +81,6 @@ at::Tensor sign_extend_w(const at::Tensor& x, int W) {
 
 }  // namespace
 
-const char* gemm_method_name(GemmMethod m) {
-  return m == GemmMethod::kFloat64 ? "float64" : "int_mm";
-}
-
 bool tiles_may_wrap(const at::Tensor& a, int64_t K, int W, int64_t rows) {
   if (W >= 32) return false;  // the int32 output wraps exactly like the tile
   const int64_t tile = std::min(rows, K);
@@ -78,10 +92,7 @@ at::Tensor clean_systolic_gemm(const at::Tensor& a3, const at::Tensor& w3, int W
                                int64_t rows, GemmMethod method) {
   const int64_t G = a3.size(0), M = a3.size(1), K = a3.size(2), N = w3.size(2);
   const bool wraps = tiles_may_wrap(a3, K, W, rows);
-  if (!wraps && method == GemmMethod::kFloat64 && K > 0) {
-    // All groups in one batched BLAS call (exact, as in exact_mm).
-    return at::bmm(a3.to(at::kDouble), w3.to(at::kDouble)).to(at::kLong).to(at::kInt);
-  }
+  if (!wraps && method == GemmMethod::kFloat32 && K > 0) return float32_mm(a3, w3);
   if (!wraps && G == 1) return exact_mm(a3[0], w3[0], method).contiguous().unsqueeze(0);
   at::Tensor out = at::empty({G, M, N}, a3.options().dtype(at::kInt));
   for (int64_t g = 0; g < G; ++g) {

@@ -177,10 +177,10 @@ at::Tensor clean_gemm_op(const at::Tensor& a, const at::Tensor& w, int64_t acc_b
   TORCH_CHECK((a.scalar_type() == at::kChar || a.scalar_type() == at::kByte) &&
               w.scalar_type() == at::kChar, "_clean_gemm: a must be int8/uint8 and w int8");
   TORCH_CHECK(acc_bits >= 8 && acc_bits <= 32 && rows >= 1, "_clean_gemm: bad acc_bits or rows");
-  TORCH_CHECK(method == "float64" || method == "int_mm",
-              "_clean_gemm: method must be 'float64' or 'int_mm'");
+  TORCH_CHECK(method == "float32" || method == "int_mm",
+              "_clean_gemm: method must be 'float32' or 'int_mm'");
   return clean_systolic_gemm(a, w, int(acc_bits), rows,
-                             method == "float64" ? GemmMethod::kFloat64 : GemmMethod::kIntMM);
+                             method == "float32" ? GemmMethod::kFloat32 : GemmMethod::kIntMM);
 }
 
 }  // namespace

@@ -40,10 +40,9 @@ FaultTables view_fault_tables(const at::Tensor& packed, int W, int64_t K,
 // ---- The fast path: exact clean GEMM + sparse event patches ----------------
 // (clean_gemm.cpp; the patches are pyvs::output_patch, run by each backend)
 
-// How the clean product is computed: float64 BLAS (exact for |sums| < 2^53,
-// always the case here) or torch._int_mm (int8 tensor cores on CUDA).
-enum class GemmMethod { kFloat64, kIntMM };
-const char* gemm_method_name(GemmMethod m);
+// How the clean product is computed: float32 BLAS in K-chunks small enough
+// to be exact, or torch._int_mm (int8 tensor cores on CUDA).
+enum class GemmMethod { kFloat32, kIntMM };
 
 // Whether a clean K-tile sum can leave the signed W-bit range, so that the
 // clean result needs one GEMM per tile. a: the activations (for their type).

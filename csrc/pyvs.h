@@ -138,8 +138,14 @@ PYVS_HD int64_t sample_gap(const FaultTables& t, int64_t u) {
 // Bits that err at one MAC that has an event (at least one bit errs).
 PYVS_HD uint32_t sample_event_bits(const FaultTables& t, OutputStream& rs) {
   const int64_t u = rs.uniform();
-  int j = 0;
-  while (j < t.W - 1 && u >= t.first[j]) ++j;
+  // Smallest j with u < first[j] (first[] is non-decreasing; first[W-1] is
+  // 2^62 up to rounding, hence the cap at W - 1), by bisection: erring
+  // bits are usually the top ones.
+  int j = 0, hi = t.W - 1;  // the answer lies in [j, hi]
+  while (j < hi) {
+    const int mid = (j + hi) / 2;
+    if (u < t.first[mid]) hi = mid; else j = mid + 1;
+  }
   uint32_t bits = 1u << j;
   // From erring bit j, the next erring bit above it, if any. No draw is
   // spent when no higher bit can err.
@@ -152,6 +158,24 @@ PYVS_HD uint32_t sample_event_bits(const FaultTables& t, OutputStream& rs) {
     j = b;
   }
   return bits;
+}
+
+// Index of the lowest set bit of x != 0.
+PYVS_HD int lowest_bit(uint32_t x) {
+#if defined(__CUDA_ARCH__)
+  return __ffs(int(x)) - 1;
+#else
+  return __builtin_ctz(x);
+#endif
+}
+
+// Counts every event bit of one MAC: corrected if protected, else injected.
+template <typename Counter>
+PYVS_HD void count_events(uint32_t bits, uint32_t protect, Counter& counter) {
+  for (; bits; bits &= bits - 1) {
+    const int b = lowest_bit(bits);
+    counter.add(b, (protect >> b) & 1u);
+  }
 }
 
 PYVS_HD uint32_t width_mask(int W) {
@@ -190,12 +214,8 @@ PYVS_HD int32_t systolic_output(const ActT* a, const int8_t* w,
       if (k - 1 == next_event) {
         s &= mask;
         const uint32_t bits = sample_event_bits(t, rs);
-        for (int b = 0; b < t.W; ++b) {
-          if (!((bits >> b) & 1u)) continue;
-          const bool corrected = (protect >> b) & 1u;
-          if (!corrected) s ^= 1u << b;
-          counter.add(b, corrected);
-        }
+        count_events(bits, protect, counter);
+        s ^= bits & ~protect;
         next_event = k + sample_gap(t, rs.uniform());
         if (next_event > K) next_event = K;
       }
@@ -243,9 +263,7 @@ PYVS_HD uint32_t output_patch(const ActT* a, const int8_t* w, int64_t w_stride,
   for (int64_t k = sample_gap(t, rs.uniform()); k < K;
        k += 1 + sample_gap(t, rs.uniform())) {
     const uint32_t bits = sample_event_bits(t, rs);
-    for (int b = 0; b < t.W; ++b) {
-      if ((bits >> b) & 1u) counter.add(b, (protect >> b) & 1u);
-    }
+    count_events(bits, protect, counter);
     const uint32_t flips = bits & ~protect;
     if (!flips) continue;
     if (k >= tile_end) {  // the first flip of a new tile

@@ -157,15 +157,16 @@ def tiled_product(a, w, W, rows):
     return ((total + (1 << 31)) % (1 << 32) - (1 << 31)).to(torch.int32)
 
 
-@pytest.mark.parametrize("method", ["float64", "int_mm"])
+@pytest.mark.parametrize("method", ["float32", "int_mm"])
 @pytest.mark.parametrize("dtype", [torch.int8, torch.uint8], ids=["int8", "uint8"])
 @pytest.mark.parametrize("shape", [(1, 1, 1, 1), (1, 16, 7, 9), (1, 17, 8, 8), (3, 5, 300, 13),
-                                   (2, 40, 600, 24)], ids=lambda s: "x".join(map(str, s)))
+                                   (2, 40, 600, 24), (1, 5, 1100, 3)], ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("W,rows", [(32, 256), (32, 7), (8, 1), (8, 7), (16, 256), (24, 600)])
 def test_clean_gemm_is_the_tiled_product(method, dtype, shape, W, rows):
     # Covers cuBLASLt's shape rules on any device (M <= 16, K or N not a
-    # multiple of 8 are padded), the uint8 offset, groups, and per-tile
-    # sign extension when a narrow tile can wrap.
+    # multiple of 8 are padded), the uint8 offset, groups, float32's exact
+    # K-chunks (K > 514 for uint8, > 1023 for int8), and per-tile sign
+    # extension when a narrow tile can wrap.
     G, M, K, N = shape
     gen = torch.Generator().manual_seed(G * M * K * N + W)
     a, w = rand_int8((G, M, K), gen, dtype), rand_int8((G, K, N), gen)
@@ -179,7 +180,7 @@ def test_clean_gemm_extreme_values():
     for dtype, lo, hi in ((torch.uint8, 0, 255), (torch.int8, -128, 127)):
         a = torch.tensor([[lo] * 300 + [hi] * 300, [hi] * 600], dtype=dtype).unsqueeze(0)
         w = torch.tensor([[-128, 127]] * 600, dtype=torch.int8).unsqueeze(0)
-        for method in ("float64", "int_mm"):
+        for method in ("float32", "int_mm"):
             for W, rows in ((32, 256), (16, 600), (8, 3)):
                 got = torch.ops.pyvs._clean_gemm(a, w, W, rows, method)
                 assert torch.equal(got, tiled_product(a, w, W, rows)), (dtype, method, W, rows)

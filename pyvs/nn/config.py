@@ -21,12 +21,15 @@ class FaultConfig:
         seed: 64-bit seed; with the layer's stream id and the global row it
             fixes every event.
         rows: systolic array height, MACs per K-tile (default 256).
+        impl: how the op computes it, never what ("auto", "fast" or
+            "simple"; see :func:`pyvs.ops.systolic_matmul`).
     """
 
     p_bits: Optional[torch.Tensor] = None
     protect: int = 0
     seed: int = 0
     rows: int = 256
+    impl: str = "auto"
 
     def __post_init__(self):
         if self.p_bits is not None:
@@ -46,6 +49,8 @@ class FaultConfig:
                              f"{self.p_bits.numel()}-bit accumulator")
         if self.rows < 1:
             raise ValueError(f"FaultConfig: rows must be >= 1, got {self.rows}")
+        if self.impl not in ("auto", "fast", "simple"):
+            raise ValueError(f"FaultConfig: impl must be 'auto', 'fast' or 'simple', got {self.impl!r}")
 
     @property
     def active(self) -> bool:

@@ -129,12 +129,13 @@ class SystolicLayer(nn.Module):
     def gemm(self, a: torch.Tensor, w: torch.Tensor, row_offset: int) -> torch.Tensor:
         """a [G, M, K] uint8/int8, w [G, K, N] int8 -> int32 [G, M, N] on the array."""
         cfg = self.fault
-        if cfg is None or cfg.p_bits is None:
-            p, protect, seed, rows = _zero_p(self.acc_bits), 0, 0, 256
+        if cfg is None:
+            p, protect, seed, rows, impl = _zero_p(self.acc_bits), 0, 0, 256, "auto"
         else:
-            p, protect, seed, rows = cfg.p_bits, cfg.protect, cfg.seed, cfg.rows
+            p = _zero_p(self.acc_bits) if cfg.p_bits is None else cfg.p_bits
+            protect, seed, rows, impl = cfg.protect, cfg.seed, cfg.rows, cfg.impl
         out, stats = systolic_matmul(a, w, p, protect=protect, seed=seed, layer=self.stream,
-                                     row_offset=row_offset, rows=rows)
+                                     row_offset=row_offset, rows=rows, impl=impl)
         self.stats += stats.cpu()
         return out
 
@@ -195,9 +196,13 @@ class SystolicConv2d(SystolicLayer):
             cols = q.reshape(n, g, cg, h * w).permute(1, 0, 3, 2)                  # [G, N, L, K]
         else:
             # Padding is real zero, i.e. the zero point on the quantized grid.
-            qp = F.pad(q.float(), (pw, pw, ph, ph), value=float(self.in_zero_point))
-            cols = F.unfold(qp, (kh, kw), dilation=(dh, dw), stride=(sh, sw))      # [N, C*kh*kw, L]
-            cols = cols.reshape(n, g, cg * kh * kw, ho * wo).permute(1, 0, 3, 2).to(q.dtype)
+            # im2col as a strided view of the 8-bit input, K ordered (c, i, j)
+            # as torch's unfold orders it; the reshape below is its one copy.
+            qp = F.pad(q, (pw, pw, ph, ph), value=self.in_zero_point)
+            s_n, s_c, s_h, s_w = qp.stride()
+            patches = qp.as_strided((n, g, cg, ho, wo, kh, kw),
+                                    (s_n, cg * s_c, s_c, sh * s_h, sw * s_w, dh * s_h, dw * s_w))
+            cols = patches.permute(1, 0, 3, 4, 2, 5, 6)                          # [G, N, Ho, Wo, Cg, kh, kw]
         a = cols.reshape(g, n * ho * wo, -1).contiguous()
         self.gemm_shape = (g, ho * wo, a.shape[-1], self.out_channels // g)
         acc = self.gemm(a, self.w_gemm, self.image_offset * ho * wo)             # [G, N*L, Cout/G]
