@@ -1,0 +1,144 @@
+"""Images per second of int8 MobileNetV2 on the simulated array, with and
+without timing-error injection, against torchvision's clean float model on
+the same device, all measured in one run; and the time of one sweep point on
+50,000 ImageNet images, extrapolated from the measured rate (images already
+decoded on the device, as the sweep holds them).
+
+The clean float model is torchvision's MobileNetV2 with the same (BN-folded)
+weights: fp16 channels-last on CUDA, float32 on CPU. The int8 model is
+torchvision's int8 MobileNetV2 imported by pyvs.convert (weights from
+--weights), or, without a weights file, pyvs's post-training quantization of
+a randomly initialised float model (the speed does not depend on the
+weights). Images: the sample under --data, or random ones.
+
+    python scripts/bench_model.py --weights ../shared/data/mobilenet_v2_int8_qnnpack_state_dict.pth \\
+        --data ../shared/data [--device cuda] [--append]
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import subprocess
+import time
+
+import torch
+import torchvision
+
+import pyvs
+from pyvs import data, models, timing
+from pyvs.nn import FaultConfig, set_faults
+from pyvs.nn.config import set_image_offset
+
+
+def sync(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+@torch.no_grad()
+def images_per_s(model, batches, device, dtype=None, channels_last=False):
+    """Best images/s over the batches after one warm-up batch; each batch
+    keeps its global image offset, as in an evaluation."""
+    rates = []
+    offset = 0
+    for i, x in enumerate(batches):
+        if dtype is not None:
+            x = x.to(dtype)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        set_image_offset(model, offset)
+        offset += len(x)
+        sync(device)
+        t0 = time.perf_counter()
+        model(x)
+        sync(device)
+        if i > 0:
+            rates.append(len(x) / (time.perf_counter() - t0))
+    return max(rates)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--weights", default=None, help="state_dict of torchvision's int8 MobileNetV2")
+    ap.add_argument("--float-weights", default=None,
+                    help="state_dict of the float MobileNetV2 (default: random weights)")
+    ap.add_argument("--data", default=None, help="ImageNet sample folder (default: random images)")
+    ap.add_argument("--batch-size", type=int, default=None, help="default: 256 on CUDA, 50 on CPU")
+    ap.add_argument("--batches", type=int, default=None, help="timed batches + 1 warm-up (default: 4 CUDA, 3 CPU)")
+    ap.add_argument("--append", action="store_true", help="append the table to benchmarks/RESULTS.md")
+    args = ap.parse_args()
+    dev = args.device
+    cuda = dev == "cuda"
+    bs = args.batch_size or (256 if cuda else 50)
+    nb = args.batches or (4 if cuda else 3)
+
+    n = bs * nb
+    if args.data:
+        ds = data.imagenet_dataset(args.data, n)
+        images = torch.cat([x for x, _ in data.loader(ds, bs)])
+        source = f"{len(images)} sample images"
+    else:
+        images = torch.randn(n, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+        source = f"{n} random images"
+    batches = [x.to(dev) for x in images.split(bs)]
+    if len(batches) < 2:
+        raise SystemExit("bench_model: need at least 2 batches (one is a warm-up)")
+
+    fmodel = (models.float_model("mobilenet_v2", args.float_weights) if args.float_weights
+              else torchvision.models.mobilenet_v2().eval())
+    if args.weights:
+        qmodel = pyvs.convert(models.mobilenet_v2_int8(args.weights))
+        what = "torchvision's int8 MobileNetV2 (imported)"
+    else:
+        qmodel = pyvs.convert(torchvision.models.mobilenet_v2().eval(), [images[:8]])
+        what = "pyvs PTQ of a random-weight MobileNetV2"
+    qmodel = qmodel.to(dev)
+    fmodel = fmodel.to(dev)
+
+    rows = []
+    if cuda:
+        f16 = fmodel.half().to(memory_format=torch.channels_last)
+        base = images_per_s(f16, batches, dev, torch.float16, channels_last=True)
+        base_name = "torchvision float MobileNetV2, fp16 channels-last"
+    else:
+        base = images_per_s(fmodel, batches, dev)
+        base_name = "torchvision float MobileNetV2, float32"
+    rows.append((base_name, base))
+    table = timing.error_probabilities([0.53, 0.50])
+    settings = [
+        ("pyvs int8, fault-free", None),
+        ("pyvs int8, 0.53 V, bits 29-31 protected", FaultConfig(table[0], protect=0xE0000000, seed=1)),
+        ("pyvs int8, 0.50 V, unprotected", FaultConfig(table[1], seed=1)),
+        ("pyvs int8, 0.53 V, simple kernels only", FaultConfig(table[0], protect=0xE0000000, seed=1,
+                                                               impl="simple")),
+    ]
+    for name, cfg in settings:
+        set_faults(qmodel, cfg)
+        rows.append((name, images_per_s(qmodel, batches, dev)))
+
+    lines = ["| model | images/s | vs clean float | one sweep point, 50,000 images |", "|---|---|---|---|"]
+    for name, rate in rows:
+        lines.append(f"| {name} | {rate:.1f} | {rate / base:.3f} | {50000 / rate / 60:.1f} min |")
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
+    machine = (torch.cuda.get_device_name() if cuda else
+               f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
+    title = (f"scripts/bench_model.py on {dev} ({machine}), torch {torch.__version__}, "
+             f"{datetime.date.today()}, commit {commit or 'unknown'}{' + local changes' if dirty else ''}")
+    notes = (f"{what}; {source}, batches of {bs}, best of {len(batches) - 1} timed batches after a "
+             "warm-up; images already decoded on the device. A sweep point is one evaluation; 'auto' "
+             "points take several.")
+    print("\n".join([title, notes, ""] + lines))
+    if args.append:
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks", "RESULTS.md")
+        with open(path, "a") as f:
+            f.write(f"\n### {title}\n\n{notes}\n\n" + "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

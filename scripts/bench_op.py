@@ -1,0 +1,209 @@
+"""Speed of the injecting GEMM (fast path, simple kernel, reference) against
+the clean exact integer GEMM, all measured in one run.
+
+For each shape (a 4096^3 GEMM and the GEMMs of MobileNetV2's layers on one
+batch of images) and each error regime, the op runs on the same inputs
+through its three paths; the script checks that they agree bit for bit and
+prints their times as ratios to the clean GEMM of the same device:
+torch._int_mm (cuBLASLt int8 tensor cores) on CUDA; on CPU, the faster of
+torch._int_mm and float32 BLAS in K-chunks short enough to be exact. The pure-PyTorch reference
+runs on the small shapes only. --append adds the table, with machine, date
+and commit, to benchmarks/RESULTS.md.
+
+    python scripts/bench_op.py                       # CPU, or CUDA when present
+    python scripts/bench_op.py --device cuda --append
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import subprocess
+import time
+
+import torch
+import torchvision
+
+import pyvs
+from pyvs import reference, timing
+
+# (name, per-bit probabilities [32] or None, protect mask)
+def regimes():
+    table = timing.error_probabilities([0.53, 0.50])
+    return [
+        ("zero", torch.zeros(32, dtype=torch.float64), 0),
+        ("0.53 V, bits 29-31 protected", table[0], 0xE0000000),
+        ("0.50 V, unprotected", table[1], 0),
+        ("heavy: 1e-2 on every bit", torch.full((32,), 1e-2, dtype=torch.float64), 0),
+    ]
+
+
+def mobilenet_v2_gemms(images: int) -> list[tuple[str, tuple[int, int, int, int]]]:
+    """(layer name, (G, M, K, N)) of every conv/linear of torchvision's
+    MobileNetV2 on `images` 224x224 images, as pyvs lowers them."""
+    model = torchvision.models.mobilenet_v2().eval()
+    shapes = []
+
+    def hook(name):
+        def f(mod, inp, out):
+            if isinstance(mod, torch.nn.Conv2d):
+                g = mod.groups
+                k = mod.in_channels // g * mod.kernel_size[0] * mod.kernel_size[1]
+                shapes.append((name, (g, out.shape[0] * out.shape[2] * out.shape[3], k,
+                                      mod.out_channels // g)))
+            else:
+                shapes.append((name, (1, out.shape[0], mod.in_features, mod.out_features)))
+        return f
+
+    for name, mod in model.named_modules():
+        if isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear)):
+            mod.register_forward_hook(hook(name))
+    with torch.no_grad():
+        model(torch.zeros(images, 3, 224, 224))
+    return shapes
+
+
+def sync(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(fn, device, repeat, warmup=1):
+    """Best wall time of `repeat` runs after `warmup` runs, seconds."""
+    for _ in range(warmup):
+        result = fn()
+    best = float("inf")
+    for _ in range(repeat):
+        sync(device)
+        t0 = time.perf_counter()
+        result = fn()
+        sync(device)
+        best = min(best, time.perf_counter() - t0)
+    return best, result
+
+
+def clean_gemms(device):
+    """Exact clean int GEMMs of the device: name -> fn(a3 int8 [G,M,K], w3 [G,K,N])."""
+    def int_mm(a3, w3):
+        return [torch._int_mm(a, w) for a, w in zip(a3, w3)]
+
+    def float32(a3, w3):  # pyvs's own: float32 BLAS in exact K-chunks
+        return torch.ops.pyvs._clean_gemm(a3, w3, 32, 256, "float32")
+
+    if device == "cuda":
+        return {"torch._int_mm": int_mm}
+    return {"torch._int_mm": int_mm, "exact float32 BLAS": float32}
+
+
+def inputs(G, M, K, N, device, gen):
+    # int8 activations, so that torch._int_mm runs on exactly the same operands
+    a = torch.randint(-128, 128, (G, M, K), generator=gen, dtype=torch.int16).to(torch.int8)
+    w = torch.randint(-128, 128, (G, K, N), generator=gen, dtype=torch.int16).to(torch.int8)
+    return a.to(device), w.to(device)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--images", type=int, default=None,
+                    help="images per MobileNetV2 batch (default: 32 on CUDA, 2 on CPU)")
+    ap.add_argument("--big", type=int, default=None,
+                    help="size of the square GEMM (default: 4096 on CUDA, 2048 on CPU)")
+    ap.add_argument("--repeat", type=int, default=None, help="best of N (default: 5 CUDA, 2 CPU)")
+    ap.add_argument("--simple-max-macs", type=float, default=None,
+                    help="skip the simple kernel above this many MACs (default: 1e12 CUDA, 2e10 CPU)")
+    ap.add_argument("--reference-max-macs", type=float, default=2e7,
+                    help="run the pure-PyTorch reference up to this many MACs (default: 2e7)")
+    ap.add_argument("--append", action="store_true", help="append the table to benchmarks/RESULTS.md")
+    args = ap.parse_args()
+    dev = args.device
+    cuda = dev == "cuda"
+    images = args.images or (32 if cuda else 2)
+    big = args.big or (4096 if cuda else 2048)
+    repeat = args.repeat or (5 if cuda else 2)
+    simple_max = args.simple_max_macs or (1e12 if cuda else 2e10)
+
+    layers = mobilenet_v2_gemms(images)
+    by_kind = {}  # one layer of each kind: first conv, depthwise, pointwise, last conv, classifier
+    for name, (G, M, K, N) in layers:
+        kind = ("depthwise 3x3" if G > 1 else "classifier" if name == "classifier.1" else
+                "first conv 3x3" if K == 27 else "pointwise 1x1")
+        by_kind.setdefault(kind, []).append((name, (G, M, K, N)))
+    picked = [by_kind["first conv 3x3"][0], by_kind["depthwise 3x3"][0], by_kind["pointwise 1x1"][0],
+              by_kind["pointwise 1x1"][-1], by_kind["classifier"][0]]
+    shapes = [(f"{big}^3", (1, big, big, big))] + picked
+    gen = torch.Generator().manual_seed(0)
+    regs = regimes()
+
+    head = (f"| shape (G, M, K, N) | errors | events | fast path | clean GEMM | fast / clean | "
+            f"simple / clean | auto / clean | reference / fast |")
+    lines = [head, "|" + "---|" * 9]
+    totals = {}
+    print(head)
+    for name, (G, M, K, N) in shapes:
+        a, w = inputs(G, M, K, N, dev, gen)
+        macs = G * M * K * N
+        t_clean, clean_name = min((timed(lambda f=f: f(a, w), dev, repeat)[0], n)
+                                  for n, f in clean_gemms(dev).items())
+        for rname, p, protect in regs:
+            p = p.to(dev)
+            kw = dict(protect=protect, seed=1, layer=3)
+            t_fast, fast = timed(lambda: pyvs.systolic_matmul(a, w, p, impl="fast", **kw), dev, repeat)
+            t_auto, auto = timed(lambda: pyvs.systolic_matmul(a, w, p, impl="auto", **kw), dev, repeat)
+            assert torch.equal(fast[0], auto[0]) and torch.equal(fast[1], auto[1]), "fast != auto"
+            t_simple = t_ref = None
+            if macs <= simple_max:
+                t_simple, simple = timed(lambda: pyvs.systolic_matmul(a, w, p, impl="simple", **kw),
+                                         dev, 1, warmup=0)
+                assert torch.equal(fast[0], simple[0]) and torch.equal(fast[1], simple[1]), "fast != simple"
+            if macs <= args.reference_max_macs:
+                t_ref, ref = timed(lambda: reference.systolic_matmul(a.cpu(), w.cpu(), p.cpu(), **kw),
+                                   "cpu", 1, warmup=0)
+                assert torch.equal(fast[0].cpu(), ref[0]) and torch.equal(fast[1].cpu(), ref[1]), \
+                    "fast != reference"
+            events = int(fast[1].sum())
+            row = (f"| {name} ({G}, {M}, {K}, {N}) | {rname} | {events} | {t_fast * 1e3:.3f} ms | "
+                   f"{t_clean * 1e3:.3f} ms ({clean_name}) | {t_fast / t_clean:.2f} | "
+                   f"{'-' if t_simple is None else f'{t_simple / t_clean:.2f}'} | {t_auto / t_clean:.2f} | "
+                   f"{'-' if t_ref is None else f'{t_ref / t_fast:.0f}'} |")
+            print(row, flush=True)
+            lines.append(row)
+    # The whole network: every layer's GEMM, summed, per regime.
+    net = [(n, s) for n, s in layers]
+    data = [(s, inputs(*s, dev, gen)) for _, s in net]
+    t_clean_net = sum(min(timed(lambda f=f: f(a, w), dev, repeat)[0] for f in clean_gemms(dev).values())
+                      for _, (a, w) in data)
+    for rname, p, protect in regs:
+        p = p.to(dev)
+        kw = dict(protect=protect, seed=1, layer=3)
+        t_auto = sum(timed(lambda: pyvs.systolic_matmul(a, w, p, impl="auto", **kw), dev, repeat)[0]
+                     for _, (a, w) in data)
+        t_simple = sum(timed(lambda: pyvs.systolic_matmul(a, w, p, impl="simple", **kw), dev, 1, 0)[0]
+                       for _, (a, w) in data)
+        row = (f"| all {len(net)} MobileNetV2 GEMMs, {images} images | {rname} | | "
+               f"{t_auto * 1e3:.2f} ms (auto) | {t_clean_net * 1e3:.2f} ms | {t_auto / t_clean_net:.2f} (auto) | "
+               f"{t_simple / t_clean_net:.2f} | {t_auto / t_clean_net:.2f} | |")
+        print(row, flush=True)
+        lines.append(row)
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
+    machine = (torch.cuda.get_device_name() if cuda else
+               f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
+    title = (f"scripts/bench_op.py on {dev} ({machine}), torch {torch.__version__}, "
+             f"{datetime.date.today()}, commit {commit or 'unknown'}{' + local changes' if dirty else ''}")
+    notes = ("Times are the best of several runs; ratios divide by the clean exact int GEMM of the same "
+             "device measured in the same run (int8 x int8). 'simple' is the one-output-at-a-time "
+             "kernel, 'auto' the op's default choice; '-' = not run at that size.")
+    print("\n" + title + "\n" + notes)
+    if args.append:
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks", "RESULTS.md")
+        with open(path, "a") as f:
+            f.write(f"\n### {title}\n\n{notes}\n\n" + "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
