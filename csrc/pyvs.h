@@ -38,6 +38,17 @@
 // output is u = (x1:x0) >> 2 for even i and (x3:x2) >> 2 for odd i, a
 // uniform integer in [0, 2^62); an event of probability x happens when
 // u < floor(x * 2^62).
+//
+// The first draw, screened. Most outputs have no event at all, and one
+// Philox block per output to learn that would cost more than the clean GEMM
+// itself. So the first uniform of output (row, col) is
+//   u0 = v * 2^30 + (draw 0 of the output's stream mod 2^30),
+// where v, 32 bits, is word (row mod 4) of the screening block with counter
+// (2^31, col, row / 4, layer): one block serves four rows of a column. Its
+// counter never occurs in an output stream (i / 2 < 2^31 there), so u0 is
+// uniform on [0, 2^62) like any draw, and the law above is unchanged. When
+// v * 2^30 >= gap[K], u0 >= gap[K] whatever the low bits: no event, and the
+// output's own stream is never touched.
 #pragma once
 
 #include <cstdint>
@@ -84,19 +95,43 @@ PYVS_HD Philox4 philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2,
   return Philox4{{c0, c1, c2, c3}};
 }
 
+// Counter word 0 of the screening blocks; output streams stay below it.
+constexpr uint32_t kScreenCounter = 0x80000000u;
+constexpr int kScreenShift = kUniformBits - 32;  // v * 2^30
+
+// The screening block of global rows 4 * (row / 4) .. + 3 of column col:
+// word j screens row 4 * (row / 4) + j.
+PYVS_HD Philox4 screen_block(uint64_t seed, uint32_t layer, uint32_t row, uint32_t col) {
+  return philox4x32_10(kScreenCounter, col, row >> 2, layer, uint32_t(seed),
+                       uint32_t(seed >> 32));
+}
+
+// Word j (0..3) of a block, by selects rather than a dynamically indexed
+// array, which CUDA would put in local memory.
+PYVS_HD uint32_t block_word(const Philox4& b, uint32_t j) {
+  return j == 0 ? b.x[0] : j == 1 ? b.x[1] : j == 2 ? b.x[2] : b.x[3];
+}
+
+// The screening word of one output, without sharing the block.
+PYVS_HD uint32_t screen_word(uint64_t seed, uint32_t layer, uint32_t row, uint32_t col) {
+  return block_word(screen_block(seed, layer, row, col), row & 3u);
+}
+
 // The stream of one output: draw i is a pure function of (seed, layer,
-// row, column, i).
+// row, column, i); `screen` is the output's screening word (see the top of
+// this file), from screen_block, which callers may share across rows.
 struct OutputStream {
   uint32_t k0, k1;    // seed
   uint32_t col, row;  // global column (group * N + n), global row
   uint32_t layer;
+  uint32_t screen;    // v: the top 32 bits of the first uniform
   uint32_t next = 0;  // draw index
   int64_t spare = 0;  // draw next, when next is odd
 
   PYVS_HD OutputStream(uint64_t seed, uint32_t layer_, uint32_t row_,
-                       uint32_t col_)
+                       uint32_t col_, uint32_t screen_)
       : k0(uint32_t(seed)), k1(uint32_t(seed >> 32)), col(col_), row(row_),
-        layer(layer_) {}
+        layer(layer_), screen(screen_) {}
 
   // Uniform integer in [0, 2^62).
   PYVS_HD int64_t uniform() {
@@ -133,6 +168,17 @@ PYVS_HD int64_t sample_gap(const FaultTables& t, int64_t u) {
     if (t.gap[mid] <= u) lo = mid; else hi = mid - 1;
   }
   return lo;
+}
+
+// Position of the first MAC with an event (K: none), from the screened
+// first uniform; the output's own draw 0 is spent only when the screening
+// word leaves an event possible.
+PYVS_HD int64_t first_event(const FaultTables& t, OutputStream& rs) {
+  if (!t.any) return t.K;
+  const int64_t high = int64_t(rs.screen) << kScreenShift;
+  if (high >= t.gap[t.K]) return t.K;
+  constexpr int64_t kLow = (int64_t(1) << kScreenShift) - 1;
+  return sample_gap(t, high | (rs.uniform() & kLow));
 }
 
 // Bits that err at one MAC that has an event (at least one bit errs).
@@ -200,7 +246,7 @@ PYVS_HD int32_t systolic_output(const ActT* a, const int8_t* w,
   const int64_t K = t.K;
   const uint32_t mask = width_mask(t.W);
   // Position of the next MAC with an event; K means none left.
-  int64_t next_event = t.any ? sample_gap(t, rs.uniform()) : K;
+  int64_t next_event = first_event(t, rs);
   uint32_t out = 0;  // int32 output, wrapping
   for (int64_t k0 = 0; k0 < K; k0 += rows) {
     const int64_t k_end = k0 + rows < K ? k0 + rows : K;
@@ -243,7 +289,6 @@ PYVS_HD uint32_t output_patch(const ActT* a, const int8_t* w, int64_t w_stride,
                               int64_t rows, const FaultTables& t,
                               uint32_t protect, OutputStream rs,
                               Counter& counter) {
-  if (!t.any) return 0;
   const int64_t K = t.K;
   const uint32_t mask = width_mask(t.W);
   uint32_t patch = 0;
@@ -260,8 +305,7 @@ PYVS_HD uint32_t output_patch(const ActT* a, const int8_t* w, int64_t w_stride,
     return uint32_t(sign_extend(s & mask, t.W)) -
            uint32_t(sign_extend((s - d) & mask, t.W));
   };
-  for (int64_t k = sample_gap(t, rs.uniform()); k < K;
-       k += 1 + sample_gap(t, rs.uniform())) {
+  for (int64_t k = first_event(t, rs); k < K; k += 1 + sample_gap(t, rs.uniform())) {
     const uint32_t bits = sample_event_bits(t, rs);
     count_events(bits, protect, counter);
     const uint32_t flips = bits & ~protect;

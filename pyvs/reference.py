@@ -12,7 +12,7 @@ from typing import Sequence, Union
 
 import torch
 
-__all__ = ["philox4x32_10", "uniform62", "fault_tables", "systolic_matmul"]
+__all__ = ["philox4x32_10", "screen_word", "uniform62", "fault_tables", "systolic_matmul"]
 
 _M32 = 0xFFFFFFFF
 _PHILOX_M = (0xD2511F53, 0xCD9E8D57)
@@ -46,6 +46,21 @@ def philox4x32_10(c0, c1, c2, c3, k0: int, k1: int):
         k0 = (k0 + _PHILOX_W[0]) & _M32
         k1 = (k1 + _PHILOX_W[1]) & _M32
     return c
+
+
+SCREEN_COUNTER = 1 << 31
+SCREEN_SHIFT = UNIFORM_BITS - 32
+
+
+def screen_word(seed: int, layer: int, row, col) -> torch.Tensor:
+    """The 32-bit screening word v of output (row, col), int64: word
+    (row mod 4) of the Philox block with counter (2^31, col, row // 4, layer).
+    The output's first uniform is v * 2^30 + (its draw 0 mod 2^30)."""
+    seed &= (1 << 64) - 1
+    row = torch.as_tensor(row, dtype=torch.int64)
+    x = philox4x32_10(SCREEN_COUNTER, col, row >> 2, layer, seed & _M32, seed >> 32)
+    j = row & 3
+    return torch.where(j == 0, x[0], torch.where(j == 1, x[1], torch.where(j == 2, x[2], x[3])))
 
 
 def uniform62(seed: int, layer: int, row, col, draw) -> torch.Tensor:
@@ -135,11 +150,15 @@ def systolic_matmul(
         # Largest g in [0, K] with gap[g] <= u.
         return torch.searchsorted(gap_t, u, right=True) - 1
 
-    everyone = torch.ones(G, M, N, dtype=torch.bool)
+    next_event = torch.full((G, M, N), K, dtype=torch.int64)
     if any_event:
-        next_event = sample_gap(next_uniform(everyone)).view(G, M, N)
-    else:
-        next_event = torch.full((G, M, N), K, dtype=torch.int64)
+        # The first uniform: screening word v on top, the output's own draw 0
+        # below it, drawn only where v * 2^30 < gap[K] leaves an event possible.
+        high = screen_word(seed, layer, row, col) << SCREEN_SHIFT
+        possible = high < gap_t[K]
+        if bool(possible.any()):
+            low = next_uniform(possible) & ((1 << SCREEN_SHIFT) - 1)
+            next_event[possible] = sample_gap(high[possible] | low)
 
     injected = [0] * W
     corrected = [0] * W

@@ -115,6 +115,8 @@ def main():
                     help="skip the simple kernel above this many MACs (default: 1e12 CUDA, 2e10 CPU)")
     ap.add_argument("--reference-max-macs", type=float, default=2e7,
                     help="run the pure-PyTorch reference up to this many MACs (default: 2e7)")
+    ap.add_argument("--max-events", type=float, default=None,
+                    help="skip (shape, regime) pairs expecting more events (default: 1e10 CUDA, 3e7 CPU)")
     ap.add_argument("--append", action="store_true", help="append the table to benchmarks/RESULTS.md")
     args = ap.parse_args()
     dev = args.device
@@ -123,6 +125,7 @@ def main():
     big = args.big or (4096 if cuda else 2048)
     repeat = args.repeat or (5 if cuda else 2)
     simple_max = args.simple_max_macs or (1e12 if cuda else 2e10)
+    max_events = args.max_events or (1e10 if cuda else 3e7)
 
     layers = mobilenet_v2_gemms(images)
     by_kind = {}  # one layer of each kind: first conv, depthwise, pointwise, last conv, classifier
@@ -147,6 +150,8 @@ def main():
         t_clean, clean_name = min((timed(lambda f=f: f(a, w), dev, repeat)[0], n)
                                   for n, f in clean_gemms(dev).items())
         for rname, p, protect in regs:
+            if macs * float(p.sum()) > max_events:
+                continue
             p = p.to(dev)
             kw = dict(protect=protect, seed=1, layer=3)
             t_fast, fast = timed(lambda: pyvs.systolic_matmul(a, w, p, impl="fast", **kw), dev, repeat)
@@ -174,7 +179,10 @@ def main():
     data = [(s, inputs(*s, dev, gen)) for _, s in net]
     t_clean_net = sum(min(timed(lambda f=f: f(a, w), dev, repeat)[0] for f in clean_gemms(dev).values())
                       for _, (a, w) in data)
+    net_macs = sum(G * M * K * N for _, (G, M, K, N) in net)
     for rname, p, protect in regs:
+        if net_macs * float(p.sum()) > max_events * 10:
+            continue
         p = p.to(dev)
         kw = dict(protect=protect, seed=1, layer=3)
         t_auto = sum(timed(lambda: pyvs.systolic_matmul(a, w, p, impl="auto", **kw), dev, repeat)[0]
@@ -197,7 +205,8 @@ def main():
              f"{datetime.date.today()}, commit {commit or 'unknown'}{' + local changes' if dirty else ''}")
     notes = ("Times are the best of several runs; ratios divide by the clean exact int GEMM of the same "
              "device measured in the same run (int8 x int8). 'simple' is the one-output-at-a-time "
-             "kernel, 'auto' the op's default choice; '-' = not run at that size.")
+             "kernel, 'auto' the op's default choice; '-' = not run at that size; regimes with too many "
+             "events for the device are left out.")
     print("\n" + title + "\n" + notes)
     if args.append:
         path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks", "RESULTS.md")

@@ -24,27 +24,36 @@ struct LocalCounter {
   }
 };
 
-template <typename ActT>
-void run_cpu(const MatmulArgs& r, const at::Tensor& a3, const at::Tensor& wt,
-             const FaultTables& t, at::Tensor& out, at::Tensor& stats) {
-  const ActT* A = a3.const_data_ptr<ActT>();
-  const int8_t* Wt = wt.const_data_ptr<int8_t>();  // [G, N, K]
-  int32_t* O = out.data_ptr<int32_t>();
-  int64_t* S = stats.data_ptr<int64_t>();
+// Calls f(g, m, n, stream) for every output, in parallel over (group, quad
+// of global rows): the four rows of a quad share one screening block per
+// column (see csrc/pyvs.h), a quarter of a Philox block per output instead
+// of one. Each task has its own counter, merged into S at the end. The
+// events depend only on (seed, layer, row, column), so neither the
+// grouping nor the thread count can change the result.
+template <typename F>
+void for_each_output(const MatmulArgs& r, const FaultTables& t, int64_t work_per_output,
+                     int64_t* S, const F& f) {
+  if (r.M == 0 || r.N == 0) return;
+  const int64_t q0 = r.row_offset >> 2, q1 = (r.row_offset + r.M - 1) >> 2;
+  const int64_t quads = q1 - q0 + 1;
+  const int64_t per_quad = std::max<int64_t>(1, 4 * r.N * work_per_output);
+  const int64_t grain = std::max<int64_t>(1, at::internal::GRAIN_SIZE / per_quad);
   std::mutex stats_mutex;
-  const int64_t rows_total = r.G * r.M;
-  const int64_t work_per_row = std::max<int64_t>(1, r.N * std::max<int64_t>(r.K, 1));
-  const int64_t grain = std::max<int64_t>(1, at::internal::GRAIN_SIZE / work_per_row);
-  at::parallel_for(0, rows_total, grain, [&](int64_t begin, int64_t end) {
+  at::parallel_for(0, r.G * quads, grain, [&](int64_t begin, int64_t end) {
     LocalCounter counter;
-    for (int64_t gm = begin; gm < end; ++gm) {
-      const int64_t g = gm / r.M, m = gm % r.M;
-      const ActT* a_row = A + gm * r.K;
+    for (int64_t gq = begin; gq < end; ++gq) {
+      const int64_t g = gq / quads, quad = q0 + gq % quads;
+      // local rows of this quad: global rows 4 * quad .. + 3, clipped to the call
+      const int64_t m0 = std::max<int64_t>(0, 4 * quad - r.row_offset);
+      const int64_t m1 = std::min<int64_t>(r.M, 4 * quad + 4 - r.row_offset);
       for (int64_t n = 0; n < r.N; ++n) {
-        const OutputStream rs(r.seed, r.layer, uint32_t(r.row_offset + m),
-                              uint32_t(g * r.N + n));
-        O[gm * r.N + n] = systolic_output(a_row, Wt + (g * r.N + n) * r.K, 1,
-                                          r.rows, t, r.protect, rs, counter);
+        const uint32_t col = uint32_t(g * r.N + n);
+        const Philox4 block = t.any ? screen_block(r.seed, r.layer, uint32_t(4 * quad), col)
+                                    : Philox4{{0, 0, 0, 0}};
+        for (int64_t m = m0; m < m1; ++m) {
+          const uint32_t row = uint32_t(r.row_offset + m);
+          f(g, m, n, OutputStream(r.seed, r.layer, row, col, block_word(block, row & 3u)), counter);
+        }
       }
     }
     std::lock_guard<std::mutex> lock(stats_mutex);
@@ -52,6 +61,20 @@ void run_cpu(const MatmulArgs& r, const at::Tensor& a3, const at::Tensor& wt,
       S[b] += counter.injected[b];
       S[r.W + b] += counter.corrected[b];
     }
+  });
+}
+
+// The simple path: out[o] = pyvs::systolic_output, the definition step by step.
+template <typename ActT>
+void run_cpu(const MatmulArgs& r, const at::Tensor& a3, const at::Tensor& wt,
+             const FaultTables& t, at::Tensor& out, at::Tensor& stats) {
+  const ActT* A = a3.const_data_ptr<ActT>();
+  const int8_t* Wt = wt.const_data_ptr<int8_t>();  // [G, N, K]: each output's weights contiguous
+  int32_t* O = out.data_ptr<int32_t>();
+  for_each_output(r, t, std::max<int64_t>(r.K, 1), stats.data_ptr<int64_t>(),
+                  [&](int64_t g, int64_t m, int64_t n, const OutputStream& rs, LocalCounter& c) {
+    O[(g * r.M + m) * r.N + n] = systolic_output(A + (g * r.M + m) * r.K, Wt + (g * r.N + n) * r.K,
+                                                 1, r.rows, t, r.protect, rs, c);
   });
 }
 
@@ -63,32 +86,19 @@ void patch_cpu(const MatmulArgs& r, const at::Tensor& a3, const at::Tensor& w3,
   const ActT* A = a3.const_data_ptr<ActT>();
   const int8_t* Wm = w3.const_data_ptr<int8_t>();  // [G, K, N]: read rarely, strided
   int32_t* O = out.data_ptr<int32_t>();
-  int64_t* S = stats.data_ptr<int64_t>();
-  std::mutex stats_mutex;
-  // About one random draw per output, plus MACs only around flips.
-  const int64_t grain = std::max<int64_t>(1, at::internal::GRAIN_SIZE / std::max<int64_t>(1, 8 * r.N));
-  at::parallel_for(0, r.G * r.M, grain, [&](int64_t begin, int64_t end) {
-    LocalCounter counter;
-    for (int64_t gm = begin; gm < end; ++gm) {
-      const int64_t g = gm / r.M, m = gm % r.M;
-      const ActT* a_row = A + gm * r.K;
-      for (int64_t n = 0; n < r.N; ++n) {
-        const OutputStream rs(r.seed, r.layer, uint32_t(r.row_offset + m),
-                              uint32_t(g * r.N + n));
-        const uint32_t patch = output_patch(a_row, Wm + g * r.K * r.N + n, r.N,
-                                            r.rows, t, r.protect, rs, counter);
-        O[gm * r.N + n] = int32_t(uint32_t(O[gm * r.N + n]) + patch);
-      }
-    }
-    std::lock_guard<std::mutex> lock(stats_mutex);
-    for (int b = 0; b < r.W; ++b) {
-      S[b] += counter.injected[b];
-      S[r.W + b] += counter.corrected[b];
+  // A quarter of a random draw per output, plus MACs only around flips.
+  for_each_output(r, t, 8, stats.data_ptr<int64_t>(),
+                  [&](int64_t g, int64_t m, int64_t n, const OutputStream& rs, LocalCounter& c) {
+    const uint32_t patch = output_patch(A + (g * r.M + m) * r.K, Wm + g * r.K * r.N + n, r.N,
+                                        r.rows, t, r.protect, rs, c);
+    if (patch) {  // leaves the other outputs' cache lines clean
+      const int64_t o = (g * r.M + m) * r.N + n;
+      O[o] = int32_t(uint32_t(O[o]) + patch);
     }
   });
 }
 
-// Below this K, direct dot products beat a float64 GEMM plus patches
+// Below this K, direct dot products beat a float32 GEMM plus patches
 // (measured with scripts/bench_op.py: at K = 9, depthwise convs, the GEMM
 // path is 2.3x slower; at K = 27 it is 5x faster).
 constexpr int64_t kMinFastK = 16;

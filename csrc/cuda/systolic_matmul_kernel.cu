@@ -39,8 +39,9 @@ __global__ void systolic_matmul_kernel(const ActT* __restrict__ A,
     const int64_t n = idx % r.N;
     const int64_t gm = idx / r.N;
     const int64_t g = gm / r.M, m = gm % r.M;
-    const OutputStream rs(r.seed, r.layer, uint32_t(r.row_offset + m),
-                          uint32_t(g * r.N + n));
+    const uint32_t row = uint32_t(r.row_offset + m), col = uint32_t(g * r.N + n);
+    const OutputStream rs(r.seed, r.layer, row, col,
+                          t.any ? screen_word(r.seed, r.layer, row, col) : 0u);
     O[idx] = systolic_output(A + gm * r.K, Wm + g * r.K * r.N + n, r.N, r.rows,
                              t, r.protect, rs, counter);
   }
@@ -55,30 +56,42 @@ struct BlockCounter {
   }
 };
 
-// The fast path's patches: O holds the clean product; one thread per output
-// draws its events (pyvs::output_patch) and adds its flips. Only outputs
-// with flips read A and W.
+// The fast path's patches: O holds the clean product. One thread per
+// (group, quad of global rows, column): it computes the quad's screening
+// block once and walks the events of its (up to) four outputs with
+// pyvs::output_patch; only outputs with flips read A and W. Threads of a warp
+// take consecutive columns.
 template <typename ActT>
 __global__ void patch_kernel(const ActT* __restrict__ A,
                              const int8_t* __restrict__ Wm,
                              int32_t* __restrict__ O,
                              unsigned long long* stats, MatmulArgs r,
-                             FaultTables t) {
+                             FaultTables t, int64_t q0, int64_t quads) {
   __shared__ unsigned long long counts[64];
   for (int i = threadIdx.x; i < 64; i += blockDim.x) counts[i] = 0;
   __syncthreads();
   BlockCounter counter{counts};
-  const int64_t total = r.G * r.M * r.N;
+  const int64_t total = r.G * quads * r.N;
   for (int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
        idx += int64_t(gridDim.x) * blockDim.x) {
     const int64_t n = idx % r.N;
-    const int64_t gm = idx / r.N;
-    const int64_t g = gm / r.M, m = gm % r.M;
-    const OutputStream rs(r.seed, r.layer, uint32_t(r.row_offset + m),
-                          uint32_t(g * r.N + n));
-    const uint32_t patch = output_patch(A + gm * r.K, Wm + g * r.K * r.N + n, r.N,
-                                        r.rows, t, r.protect, rs, counter);
-    if (patch) O[idx] = int32_t(uint32_t(O[idx]) + patch);
+    const int64_t gq = idx / r.N;
+    const int64_t g = gq / quads, quad = q0 + gq % quads;
+    const uint32_t col = uint32_t(g * r.N + n);
+    const Philox4 block = screen_block(r.seed, r.layer, uint32_t(4 * quad), col);
+    // local rows of this quad: global rows 4 * quad .. + 3, clipped to the call
+    const int64_t lo = 4 * quad - int64_t(r.row_offset), hi = lo + 4;
+    const int64_t m0 = lo > 0 ? lo : 0, m1 = hi < r.M ? hi : r.M;
+    for (int64_t m = m0; m < m1; ++m) {
+      const uint32_t row = uint32_t(r.row_offset + m);
+      const OutputStream rs(r.seed, r.layer, row, col, block_word(block, row & 3u));
+      const uint32_t patch = output_patch(A + (g * r.M + m) * r.K, Wm + g * r.K * r.N + n,
+                                          r.N, r.rows, t, r.protect, rs, counter);
+      if (patch) {
+        const int64_t o = (g * r.M + m) * r.N + n;
+        O[o] = int32_t(uint32_t(O[o]) + patch);
+      }
+    }
   }
   __syncthreads();
   for (int i = threadIdx.x; i < 2 * r.W; i += blockDim.x) {
@@ -118,14 +131,19 @@ std::tuple<at::Tensor, at::Tensor> systolic_matmul_cuda(
   if (use_fast_path(impl, r, p_bits, kMinFastK)) {
     out = clean_systolic_gemm(a3, w3, r.W, r.rows, GemmMethod::kIntMM).view(shape);
     if (any && total > 0) {
+      // Quads of global rows covering [row_offset, row_offset + M).
+      const int64_t q0 = int64_t(r.row_offset) >> 2;
+      const int64_t quads = ((int64_t(r.row_offset) + r.M - 1) >> 2) - q0 + 1;
+      const int64_t items = r.G * quads * r.N;
+      const int64_t pblocks = std::min<int64_t>((items + threads - 1) / threads, 1 << 20);
       if (a.scalar_type() == at::kByte) {
-        patch_kernel<uint8_t><<<blocks, threads, 0, stream>>>(
+        patch_kernel<uint8_t><<<pblocks, threads, 0, stream>>>(
             a3.const_data_ptr<uint8_t>(), w3.const_data_ptr<int8_t>(),
-            out.data_ptr<int32_t>(), S, r, t);
+            out.data_ptr<int32_t>(), S, r, t, q0, quads);
       } else {
-        patch_kernel<int8_t><<<blocks, threads, 0, stream>>>(
+        patch_kernel<int8_t><<<pblocks, threads, 0, stream>>>(
             a3.const_data_ptr<int8_t>(), w3.const_data_ptr<int8_t>(),
-            out.data_ptr<int32_t>(), S, r, t);
+            out.data_ptr<int32_t>(), S, r, t, q0, quads);
       }
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     }
