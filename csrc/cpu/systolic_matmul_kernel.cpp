@@ -30,7 +30,10 @@ struct LocalCounter {
 // of one. Each task has its own counter, merged into S at the end. The
 // events depend only on (seed, layer, row, column), so neither the
 // grouping nor the thread count can change the result.
-template <typename F>
+// kEventsOnly: skip the outputs whose screening word already rules out any
+// event (the patches' case: they have nothing to do), before any per-output
+// work; that test is all most outputs cost.
+template <bool kEventsOnly, typename F>
 void for_each_output(const MatmulArgs& r, const FaultTables& t, int64_t work_per_output,
                      int64_t* S, const F& f) {
   if (r.M == 0 || r.N == 0) return;
@@ -52,7 +55,9 @@ void for_each_output(const MatmulArgs& r, const FaultTables& t, int64_t work_per
                                     : Philox4{{0, 0, 0, 0}};
         for (int64_t m = m0; m < m1; ++m) {
           const uint32_t row = uint32_t(r.row_offset + m);
-          f(g, m, n, OutputStream(r.seed, r.layer, row, col, block_word(block, row & 3u)), counter);
+          const uint32_t screen = block_word(block, row & 3u);
+          if (kEventsOnly && (int64_t(screen) << kScreenShift) >= t.gap[t.K]) continue;
+          f(g, m, n, OutputStream(r.seed, r.layer, row, col, screen), counter);
         }
       }
     }
@@ -71,7 +76,7 @@ void run_cpu(const MatmulArgs& r, const at::Tensor& a3, const at::Tensor& wt,
   const ActT* A = a3.const_data_ptr<ActT>();
   const int8_t* Wt = wt.const_data_ptr<int8_t>();  // [G, N, K]: each output's weights contiguous
   int32_t* O = out.data_ptr<int32_t>();
-  for_each_output(r, t, std::max<int64_t>(r.K, 1), stats.data_ptr<int64_t>(),
+  for_each_output<false>(r, t, std::max<int64_t>(r.K, 1), stats.data_ptr<int64_t>(),
                   [&](int64_t g, int64_t m, int64_t n, const OutputStream& rs, LocalCounter& c) {
     O[(g * r.M + m) * r.N + n] = systolic_output(A + (g * r.M + m) * r.K, Wt + (g * r.N + n) * r.K,
                                                  1, r.rows, t, r.protect, rs, c);
@@ -87,7 +92,7 @@ void patch_cpu(const MatmulArgs& r, const at::Tensor& a3, const at::Tensor& w3,
   const int8_t* Wm = w3.const_data_ptr<int8_t>();  // [G, K, N]: read rarely, strided
   int32_t* O = out.data_ptr<int32_t>();
   // A quarter of a random draw per output, plus MACs only around flips.
-  for_each_output(r, t, 8, stats.data_ptr<int64_t>(),
+  for_each_output<true>(r, t, 8, stats.data_ptr<int64_t>(),
                   [&](int64_t g, int64_t m, int64_t n, const OutputStream& rs, LocalCounter& c) {
     const uint32_t patch = output_patch(A + (g * r.M + m) * r.K, Wm + g * r.K * r.N + n, r.N,
                                         r.rows, t, r.protect, rs, c);
