@@ -17,15 +17,12 @@ weights). Images: the sample under --data, or random ones.
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
-import platform
-import subprocess
 import time
 
 import torch
 import torchvision
 
+import benchlib
 import pyvs
 from pyvs import data, models, timing
 from pyvs.nn import FaultConfig, set_faults
@@ -122,22 +119,10 @@ def main():
     lines = ["| model | images/s | vs clean float | one sweep point, 50,000 images |", "|---|---|---|---|"]
     for name, rate in rows:
         lines.append(f"| {name} | {rate:.1f} | {rate / base:.3f} | {50000 / rate / 60:.1f} min |")
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True).stdout.strip()
-    machine = (torch.cuda.get_device_name() if cuda else
-               f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
-    title = (f"scripts/bench_model.py on {dev} ({machine}), torch {torch.__version__}, "
-             f"{datetime.date.today()}, commit {commit or 'unknown'}{' + local changes' if dirty else ''}")
     notes = (f"{what}; {source}, batches of {bs}, best of {len(batches) - 1} timed batches after a "
              "warm-up; images already decoded on the device. A sweep point is one evaluation; 'auto' "
              "points take several.")
-    print("\n".join([title, notes, ""] + lines))
-    if args.append:
-        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks", "RESULTS.md")
-        with open(path, "a") as f:
-            f.write(f"\n### {title}\n\n{notes}\n\n" + "\n".join(lines) + "\n")
+    benchlib.report(benchlib.title("scripts/bench_model.py", dev), notes, lines, args.append)
 
 
 if __name__ == "__main__":

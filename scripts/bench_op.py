@@ -16,15 +16,12 @@ and commit, to benchmarks/RESULTS.md.
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
-import platform
-import subprocess
 import time
 
 import torch
 import torchvision
 
+import benchlib
 import pyvs
 from pyvs import reference, timing
 
@@ -195,23 +192,11 @@ def main():
         print(row, flush=True)
         lines.append(row)
 
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                           capture_output=True, text=True).stdout.strip()
-    machine = (torch.cuda.get_device_name() if cuda else
-               f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
-    title = (f"scripts/bench_op.py on {dev} ({machine}), torch {torch.__version__}, "
-             f"{datetime.date.today()}, commit {commit or 'unknown'}{' + local changes' if dirty else ''}")
     notes = ("Times are the best of several runs; ratios divide by the clean exact int GEMM of the same "
              "device measured in the same run (int8 x int8). 'simple' is the one-output-at-a-time "
              "kernel, 'auto' the op's default choice; '-' = not run at that size; regimes with too many "
              "events for the device are left out.")
-    print("\n" + title + "\n" + notes)
-    if args.append:
-        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks", "RESULTS.md")
-        with open(path, "a") as f:
-            f.write(f"\n### {title}\n\n{notes}\n\n" + "\n".join(lines) + "\n")
+    benchlib.report(benchlib.title("scripts/bench_op.py", dev), notes, lines, args.append)
 
 
 if __name__ == "__main__":

@@ -9,14 +9,11 @@ commit, to benchmarks/RESULTS.md.
     python scripts/bench_reference.py --m 64 --k 288 --n 32
 """
 import argparse
-import datetime
-import os
-import platform
-import subprocess
 import time
 
 import torch
 
+import benchlib
 import pyvs
 from pyvs import reference
 
@@ -50,16 +47,10 @@ def main():
         t_r, (rout, rstats) = timed(lambda: reference.systolic_matmul(a, w, probs, seed=1, protect=0xFF000000), 1)
         assert torch.equal(out, rout) and torch.equal(stats, rstats), "kernel and reference disagree"
         rows.append(f"| {p:<18g} | {t_k:>10.4f} | {t_r:>13.2f} | {t_r / t_k:>7.0f}x | {int(stats.sum()):>8} |")
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    head = (f"CPU kernel vs reference, {args.m}x{args.k}x{args.n} uint8 x int8, W=32, rows=256; "
-            f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-            f"torch {torch.__version__}; {datetime.date.today()}; commit {commit or 'unknown'}")
-    table = "\n".join([head, ""] + rows)
-    print(table)
-    if args.append:
-        path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "RESULTS.md")
-        with open(path, "a") as f:
-            f.write("\n### " + table + "\n")
+    notes = (f"{args.m}x{args.k}x{args.n} uint8 x int8, W=32, rows=256, bits 24-31 protected; "
+             "kernel = best of --repeat runs, reference = one run; both give identical results.")
+    benchlib.report(benchlib.title("scripts/bench_reference.py (CPU op vs reference)", "cpu"), notes,
+                    rows, args.append)
 
 
 if __name__ == "__main__":

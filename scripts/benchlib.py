@@ -1,0 +1,33 @@
+"""What every benchmark script records with its table: the machine, torch,
+the date and the commit; and appending it to benchmarks/RESULTS.md."""
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import subprocess
+
+import torch
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchmarks", "RESULTS.md")
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], capture_output=True, text=True).stdout.strip()
+
+
+def title(script: str, device: str) -> str:
+    """'<script> on <device> (<machine>), torch X, <date>, commit <sha>[ + local changes]'."""
+    machine = (torch.cuda.get_device_name() if device == "cuda" else
+               f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
+    dirty = " + local changes" if _git("status", "--porcelain", "--untracked-files=no") else ""
+    return (f"{script} on {device} ({machine}), torch {torch.__version__}, {datetime.date.today()}, "
+            f"commit {_git('rev-parse', '--short', 'HEAD') or 'unknown'}{dirty}")
+
+
+def report(head: str, notes: str, lines: list[str], append: bool) -> None:
+    """Prints the table; with append, adds it to benchmarks/RESULTS.md."""
+    print("\n".join([head, notes, ""] + lines))
+    if append:
+        with open(RESULTS, "a") as f:
+            f.write(f"\n### {head}\n\n{notes}\n\n" + "\n".join(lines) + "\n")
