@@ -77,12 +77,12 @@ def systolic_matmul(
         rows (int): systolic array height, i.e. MACs per K-tile (>= 1).
         impl (str): how to compute it, never what: ``"simple"`` runs the
             definition output by output; ``"fast"`` computes the clean product
-            with an exact integer GEMM (float64 BLAS on CPU, ``torch._int_mm``
-            on CUDA), draws every output's events without touching the data,
-            and recomputes partial sums only at unprotected events;
-            ``"auto"`` (default) takes the fast path unless K < 32 or at
-            least half of the outputs would need patching. All three give
-            identical results.
+            with an exact integer GEMM (float32 BLAS in exact K-chunks on CPU,
+            ``torch._int_mm`` on CUDA), draws every output's events without
+            touching the data, and recomputes partial sums only at
+            unprotected events; ``"auto"`` (default) takes the fast path
+            unless K < 16 (CPU) or K < 32 (CUDA), or at least half of the
+            outputs would need patching. All three give identical results.
 
     Returns:
         out (Tensor[M, N] or Tensor[G, M, N], int32): the faulty products.
