@@ -1,4 +1,5 @@
-// CPU kernels of pyvs::systolic_matmul, parallel over rows. The simple path
+// CPU kernels of pyvs::systolic_matmul, parallel over (group, quad of rows)
+// (for_each_output). The simple path
 // calls pyvs::systolic_output once per output; the fast path computes the
 // clean product with an exact GEMM (clean_gemm.cpp) and adds
 // pyvs::output_patch per output. The events depend only on (seed, layer,
@@ -104,8 +105,8 @@ void patch_cpu(const MatmulArgs& r, const at::Tensor& a3, const at::Tensor& w3,
 }
 
 // Below this K, direct dot products beat a float32 GEMM plus patches
-// (measured with scripts/bench_op.py: at K = 9, depthwise convs, the GEMM
-// path is 2.3x slower; at K = 27 it is 5x faster).
+// (scripts/bench_op.py, benchmarks/RESULTS.md: at K = 9, depthwise convs at
+// 0.53 V, the GEMM path is 1.4x slower; at K = 27 it is over 10x faster).
 constexpr int64_t kMinFastK = 16;
 
 std::tuple<at::Tensor, at::Tensor> systolic_matmul_cpu(
