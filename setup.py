@@ -75,7 +75,7 @@ def extensions():
     sources = sorted(glob.glob("csrc/*.cpp")) + sorted(glob.glob("csrc/cpu/*.cpp"))
     opt = ["-O0", "-g"] if DEBUG else ["-O3"]
     # No fused multiply-add in the host-side table code: its rounding must
-    # match Python's floats bit for bit (see csrc/pyvs.h).
+    # match Python's floats bit for bit (see csrc/fault_model.h).
     cxx = opt + ["-ffp-contract=off"]  # the C++ standard is torch's choice (C++20 for 2.14)
     include_dirs = [os.path.join(ROOT, "csrc")]
     kwargs = {}
@@ -91,8 +91,8 @@ def extensions():
         sources += sorted(glob.glob("csrc/cuda/*.cu"))
         include_dirs += _nvidia_pip_includes()
         kwargs["extra_compile_args"] = {
-            "cxx": cxx + ["-DPYVS_WITH_CUDA"],
-            "nvcc": opt + ["-DPYVS_WITH_CUDA", "-Xcompiler", "-ffp-contract=off"],
+            "cxx": cxx,
+            "nvcc": opt + ["-Xcompiler", "-ffp-contract=off"],
         }
         ext = CUDAExtension
     else:
@@ -105,7 +105,10 @@ def extensions():
         f"nvcc={shutil.which('nvcc')}",
         flush=True,
     )
-    return [ext("pyvs._C", sources, include_dirs=include_dirs, **kwargs)]
+    # pyvs._C uses no Python API beyond creating an empty module (the ops
+    # register through the dispatcher), so it is built against CPython's
+    # stable ABI: one wheel serves every Python >= 3.10.
+    return [ext("pyvs._C", sources, include_dirs=include_dirs, py_limited_api=True, **kwargs)]
 
 
 setup(
@@ -115,6 +118,7 @@ setup(
     packages=find_packages(include=["pyvs", "pyvs.*"]),
     ext_modules=extensions(),
     cmdclass={"build_ext": BuildExtension},
+    options={"bdist_wheel": {"py_limited_api": "cp310"}},
     python_requires=">=3.10",
     install_requires=[
         "torch==2.14.1",

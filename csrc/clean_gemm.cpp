@@ -9,7 +9,7 @@
 // the GEMM differs (exact_mm).
 #include <ATen/ATen.h>
 
-#include "ops.h"
+#include "systolic_matmul.h"
 
 namespace pyvs {
 
@@ -21,22 +21,6 @@ int64_t max_product(const at::Tensor& a) {
 }
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
-
-// a [M, K] int8, w [K, N] int8 -> exact int32 [M, N] (mod 2^32) by
-// torch._int_mm (cuBLASLt's int8 tensor-core GEMM on CUDA). cuBLASLt wants
-// M > 16 and K, N multiples of 8: zero padding where needed, which adds
-// nothing to the products.
-at::Tensor int_mm_padded(const at::Tensor& a, const at::Tensor& w) {
-  const int64_t M = a.size(0), K = a.size(1), N = w.size(1);
-  const int64_t Mp = std::max<int64_t>(M, 17), Kp = round_up(std::max<int64_t>(K, 1), 8),
-                Np = round_up(std::max<int64_t>(N, 1), 8);
-  if (Mp == M && Kp == K && Np == N) return at::_int_mm(a, w);
-  at::Tensor ap = at::zeros({Mp, Kp}, a.options());
-  at::Tensor wp = at::zeros({Kp, Np}, w.options());
-  ap.narrow(0, 0, M).narrow(1, 0, K).copy_(a);
-  wp.narrow(0, 0, K).narrow(1, 0, N).copy_(w);
-  return at::_int_mm(ap, wp).narrow(0, 0, M).narrow(1, 0, N);
-}
 
 // Batched a [G, M, K] int8/uint8, w [G, K, N] int8 -> exact int32 [G, M, N]
 // (mod 2^32) by float32 BLAS. Exact because every partial sum is an integer
@@ -59,18 +43,34 @@ at::Tensor float32_mm(const at::Tensor& a, const at::Tensor& w) {
   return acc.to(at::kInt);
 }
 
+// a [M, K] int8, w [K, N] int8 -> exact int32 [M, N] (mod 2^32) by
+// torch._int_mm. A shape that cuBLASLt still refuses falls back to the exact
+// float32 GEMM on the same device: slower, same bits.
+at::Tensor int_mm(const at::Tensor& a, const at::Tensor& w) {
+  const int64_t M = a.size(0), N = w.size(1);
+  const auto [ap, wp] = int_mm_operands(a, w);
+  try {
+    return at::_int_mm(ap, wp).narrow(0, 0, M).narrow(1, 0, N);
+  } catch (const c10::Error& e) {
+    TORCH_WARN_ONCE("pyvs: torch._int_mm refused a ", ap.size(0), "x", ap.size(1), "x", wp.size(1),
+                    " int8 GEMM on ", a.device(), "; computing it by exact float32 GEMM instead (",
+                    e.what_without_backtrace(), ")");
+    return float32_mm(a.unsqueeze(0), w.unsqueeze(0))[0];
+  }
+}
+
 // One group: a [M, K] int8/uint8, w [K, N] int8 -> exact int32 [M, N].
 at::Tensor exact_mm(const at::Tensor& a, const at::Tensor& w, GemmMethod method) {
   const int64_t M = a.size(0), K = a.size(1), N = w.size(1);
   if (M == 0 || N == 0) return at::empty({M, N}, a.options().dtype(at::kInt));
   if (K == 0) return at::zeros({M, N}, a.options().dtype(at::kInt));
   if (method == GemmMethod::kFloat32) return float32_mm(a.unsqueeze(0), w.unsqueeze(0))[0];
-  if (a.scalar_type() == at::kChar) return int_mm_padded(a.contiguous(), w.contiguous());
+  if (a.scalar_type() == at::kChar) return int_mm(a, w);
   // uint8 activations: u = (u ^ 0x80 read as int8) + 128, so
   // a @ w = (a ^ 0x80) @ w + 128 * (column sums of w).
   const at::Tensor a8 = at::bitwise_xor(a.view(at::kChar), -128);
   const at::Tensor colsum = w.sum(0, /*keepdim=*/true, at::kInt);
-  return int_mm_padded(a8.contiguous(), w.contiguous()).add_(colsum, 128);
+  return int_mm(a8, w).add_(colsum, 128);
 }
 
 // Sign extension of the W-bit value of x (int64 tensor) to int64.
@@ -80,6 +80,20 @@ at::Tensor sign_extend_w(const at::Tensor& x, int W) {
 }
 
 }  // namespace
+
+std::tuple<at::Tensor, at::Tensor> int_mm_operands(const at::Tensor& a, const at::Tensor& w) {
+  const int64_t M = a.size(0), K = a.size(1), N = w.size(1);
+  const int64_t Mp = std::max<int64_t>(M, 17), Kp = round_up(std::max<int64_t>(K, 1), 8),
+                Np = round_up(std::max<int64_t>(N, 1), 8);
+  // Column-major [Kp, Np] = the transpose of a contiguous [Np, Kp]; a view
+  // when w already is column-major and needs no padding.
+  if (Mp == M && Kp == K && Np == N) return {a.contiguous(), w.t().contiguous().t()};
+  at::Tensor ap = at::zeros({Mp, Kp}, a.options());
+  at::Tensor wt = at::zeros({Np, Kp}, w.options());
+  ap.narrow(0, 0, M).narrow(1, 0, K).copy_(a);
+  wt.narrow(0, 0, N).narrow(1, 0, K).copy_(w.t());
+  return {ap, wt.t()};
+}
 
 bool tiles_may_wrap(const at::Tensor& a, int64_t K, int W, int64_t rows) {
   if (W >= 32) return false;  // the int32 output wraps exactly like the tile

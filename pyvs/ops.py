@@ -1,7 +1,7 @@
 """Python face of the compiled ops: thin wrappers over ``torch.ops.pyvs.*``
 and their fake kernels (so the ops trace under ``torch.compile``).
 
-The fault model itself is specified once, in ``csrc/pyvs.h``; the readable
+The fault model itself is specified once, in ``csrc/fault_model.h``; the readable
 step-by-step version is :mod:`pyvs.reference`.
 """
 from __future__ import annotations
@@ -98,7 +98,7 @@ def systolic_matmul(
 @torch.library.register_fake("pyvs::systolic_matmul")
 def _systolic_matmul_fake(a, w, p_bits, protect=0, seed=0, layer=0, row_offset=0, rows=256,
                           impl="auto"):
-    # Same checks and wording as check_matmul_args in csrc/ops.cpp, as far as
+    # Same checks and wording as check_matmul_args in csrc/systolic_matmul.cpp, as far as
     # they can be made without reading tensor values.
     torch._check(a.dtype in (torch.int8, torch.uint8),
                  lambda: f"systolic_matmul: a must be int8 or uint8, got {a.dtype}")

@@ -1,7 +1,7 @@
 """The op's definition, step by step, in plain PyTorch.
 
 This is the obviously-correct version that the C++ and CUDA kernels are
-tested against, bit for bit. It follows ``csrc/pyvs.h`` literally: the same
+tested against, bit for bit. It follows ``csrc/fault_model.h`` literally: the same
 Philox4x32-10 counters, the same host tables (computed here independently,
 with Python floats), the same draw order. It is slow: a Python loop over k,
 vectorized over the outputs.
@@ -82,9 +82,9 @@ def _thresh(x: float) -> int:
 
 
 def fault_tables(p_bits: Sequence[float], K: int):
-    """Host tables of ``csrc/pyvs.h`` from per-bit probabilities p_bits [W]
+    """Host tables of ``csrc/fault_model.h`` from per-bit probabilities p_bits [W]
     and K MACs per output, with Python floats (IEEE 754 doubles; +, -, *, /
-    only, in the same order as ``make_fault_tables`` in ``csrc/ops.cpp``).
+    only, in the same order as ``make_fault_tables`` in ``csrc/systolic_matmul.cpp``).
 
     Returns (gap [K+1], first [W], next [W, W]) as int64 tensors and ``any``
     (False when every probability is 0)."""

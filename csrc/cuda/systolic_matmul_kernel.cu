@@ -1,17 +1,15 @@
 // CUDA kernels of pyvs::systolic_matmul. The simple path: one thread per
 // output, running the same pyvs::systolic_output as the CPU kernel, hence the
-// same bits; threads of a warp take consecutive columns, so their weight
-// loads are coalesced and their activation loads are broadcasts. The fast
-// path: the clean product from torch._int_mm (cuBLASLt int8 tensor cores,
-// clean_gemm.cpp), then one thread per output adding pyvs::output_patch.
+// same bits; threads of a warp take consecutive columns, so their activation
+// loads are broadcasts. The fast path: the clean product from torch._int_mm
+// (cuBLASLt int8 tensor cores, clean_gemm.cpp), then one thread per
+// (quad of rows, column) adding pyvs::output_patch to its outputs.
 #include <ATen/ATen.h>
 #include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <torch/library.h>
 
-#include <vector>
-
-#include "../ops.h"
+#include "../systolic_matmul.h"
 
 namespace pyvs {
 namespace {
@@ -26,12 +24,11 @@ struct GlobalCounter {
   }
 };
 
+// W: column-major weights, those of global column c at W + c * K.
 template <typename ActT>
-__global__ void systolic_matmul_kernel(const ActT* __restrict__ A,
-                                       const int8_t* __restrict__ Wm,
-                                       int32_t* __restrict__ O,
-                                       unsigned long long* stats, MatmulArgs r,
-                                       FaultTables t) {
+__global__ void simple_kernel(const ActT* __restrict__ A, const int8_t* __restrict__ W,
+                              int32_t* __restrict__ O, unsigned long long* stats, MatmulArgs r,
+                              FaultTables t) {
   const int64_t total = r.G * r.M * r.N;
   GlobalCounter counter{stats, stats + r.W};
   for (int64_t idx = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; idx < total;
@@ -42,8 +39,8 @@ __global__ void systolic_matmul_kernel(const ActT* __restrict__ A,
     const uint32_t row = uint32_t(r.row_offset + m), col = uint32_t(g * r.N + n);
     const OutputStream rs(r.seed, r.layer, row, col,
                           t.any ? screen_word(r.seed, r.layer, row, col) : 0u);
-    O[idx] = systolic_output(A + gm * r.K, Wm + g * r.K * r.N + n, r.N, r.rows,
-                             t, r.protect, rs, counter);
+    O[idx] = systolic_output(A + gm * r.K, W + int64_t(col) * r.K, 1, r.rows, t, r.protect, rs,
+                             counter);
   }
 }
 
@@ -62,10 +59,8 @@ struct BlockCounter {
 // pyvs::output_patch; only outputs with flips read A and W. Threads of a warp
 // take consecutive columns.
 template <typename ActT>
-__global__ void patch_kernel(const ActT* __restrict__ A,
-                             const int8_t* __restrict__ Wm,
-                             int32_t* __restrict__ O,
-                             unsigned long long* stats, MatmulArgs r,
+__global__ void patch_kernel(const ActT* __restrict__ A, const int8_t* __restrict__ W,
+                             int32_t* __restrict__ O, unsigned long long* stats, MatmulArgs r,
                              FaultTables t, int64_t q0, int64_t quads) {
   __shared__ unsigned long long counts[64];
   for (int i = threadIdx.x; i < 64; i += blockDim.x) counts[i] = 0;
@@ -85,8 +80,8 @@ __global__ void patch_kernel(const ActT* __restrict__ A,
     for (int64_t m = m0; m < m1; ++m) {
       const uint32_t row = uint32_t(r.row_offset + m);
       const OutputStream rs(r.seed, r.layer, row, col, block_word(block, row & 3u));
-      const uint32_t patch = output_patch(A + (g * r.M + m) * r.K, Wm + g * r.K * r.N + n,
-                                          r.N, r.rows, t, r.protect, rs, counter);
+      const uint32_t patch = output_patch(A + (g * r.M + m) * r.K, W + int64_t(col) * r.K, 1,
+                                          r.rows, t, r.protect, rs, counter);
       if (patch) {
         const int64_t o = (g * r.M + m) * r.N + n;
         O[o] = int32_t(uint32_t(O[o]) + patch);
@@ -101,68 +96,44 @@ __global__ void patch_kernel(const ActT* __restrict__ A,
   }
 }
 
+constexpr int kThreads = 256;
+
+int64_t grid_for(int64_t items) {
+  return std::min<int64_t>((items + kThreads - 1) / kThreads, 1 << 20);
+}
+
 // Below this K the fused simple kernel beats a tensor-core GEMM plus
 // patches (depthwise convs: K = 9). Not yet measured on a GPU.
-constexpr int64_t kMinFastK = 32;
+constexpr Backend kCuda{/*min_fast_k=*/32, GemmMethod::kIntMM};
 
 std::tuple<at::Tensor, at::Tensor> systolic_matmul_cuda(
-    const at::Tensor& a, const at::Tensor& w, const at::Tensor& p_bits,
-    int64_t protect, int64_t seed, int64_t layer, int64_t row_offset,
-    int64_t rows, c10::string_view impl) {
-  const MatmulArgs r =
-      check_matmul_args(a, w, p_bits, protect, seed, layer, row_offset, rows);
+    const at::Tensor& a, const at::Tensor& w, const at::Tensor& p_bits, int64_t protect,
+    int64_t seed, int64_t layer, int64_t row_offset, int64_t rows, c10::string_view impl) {
   TORCH_INTERNAL_ASSERT(a.device().is_cuda());
   const c10::cuda::CUDAGuard guard(a.device());
-  const at::Tensor a3 = a.reshape({r.G, r.M, r.K}).contiguous();
-  const at::Tensor w3 = w.reshape({r.G, r.K, r.N}).contiguous();
-  bool any = false;
-  const at::Tensor packed =
-      make_fault_tables(p_bits, r.K, &any).to(a.device(), /*non_blocking=*/false);
-  const FaultTables t = view_fault_tables(packed, r.W, r.K, any);
-  const std::vector<int64_t> shape =
-      r.batched ? std::vector<int64_t>{r.G, r.M, r.N} : std::vector<int64_t>{r.M, r.N};
-  at::Tensor stats = at::zeros({2, r.W}, a.options().dtype(at::kLong));
-  auto* S = reinterpret_cast<unsigned long long*>(stats.data_ptr<int64_t>());
+  const PreparedMatmul c =
+      prepare_matmul(a, w, p_bits, protect, seed, layer, row_offset, rows, impl, kCuda);
+  const MatmulArgs& r = c.r;
+  if (r.G * r.M * r.N == 0 || (c.fast && !c.t.any)) return c.result();
+  auto* S = reinterpret_cast<unsigned long long*>(c.stats.data_ptr<int64_t>());
   auto stream = at::cuda::getCurrentCUDAStream();
-  const int64_t total = r.G * r.M * r.N;
-  const int threads = 256;
-  const int64_t blocks = std::min<int64_t>((total + threads - 1) / threads, 1 << 20);
-  at::Tensor out;
-  if (use_fast_path(impl, r, p_bits, kMinFastK)) {
-    out = clean_systolic_gemm(a3, w3, r.W, r.rows, GemmMethod::kIntMM).view(shape);
-    if (any && total > 0) {
-      // Quads of global rows covering [row_offset, row_offset + M).
-      const int64_t q0 = int64_t(r.row_offset) >> 2;
-      const int64_t quads = ((int64_t(r.row_offset) + r.M - 1) >> 2) - q0 + 1;
-      const int64_t items = r.G * quads * r.N;
-      const int64_t pblocks = std::min<int64_t>((items + threads - 1) / threads, 1 << 20);
-      if (a.scalar_type() == at::kByte) {
-        patch_kernel<uint8_t><<<pblocks, threads, 0, stream>>>(
-            a3.const_data_ptr<uint8_t>(), w3.const_data_ptr<int8_t>(),
-            out.data_ptr<int32_t>(), S, r, t, q0, quads);
-      } else {
-        patch_kernel<int8_t><<<pblocks, threads, 0, stream>>>(
-            a3.const_data_ptr<int8_t>(), w3.const_data_ptr<int8_t>(),
-            out.data_ptr<int32_t>(), S, r, t, q0, quads);
-      }
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
+  // Quads of global rows covering [row_offset, row_offset + M).
+  const int64_t q0 = int64_t(r.row_offset) >> 2;
+  const int64_t quads = ((int64_t(r.row_offset) + r.M - 1) >> 2) - q0 + 1;
+  PYVS_DISPATCH_ACTIVATIONS(c.a3.scalar_type(), "systolic_matmul_cuda", [&] {
+    const scalar_t* A = c.a3.const_data_ptr<scalar_t>();
+    const int8_t* W = c.w3.const_data_ptr<int8_t>();
+    int32_t* O = c.out.data_ptr<int32_t>();
+    if (c.fast) {
+      patch_kernel<scalar_t><<<grid_for(r.G * quads * r.N), kThreads, 0, stream>>>(
+          A, W, O, S, r, c.t, q0, quads);
+    } else {
+      simple_kernel<scalar_t><<<grid_for(r.G * r.M * r.N), kThreads, 0, stream>>>(A, W, O, S, r,
+                                                                                  c.t);
     }
-  } else {
-    out = at::empty(shape, a.options().dtype(at::kInt));
-    if (total > 0) {
-      if (a.scalar_type() == at::kByte) {
-        systolic_matmul_kernel<uint8_t><<<blocks, threads, 0, stream>>>(
-            a3.const_data_ptr<uint8_t>(), w3.const_data_ptr<int8_t>(),
-            out.data_ptr<int32_t>(), S, r, t);
-      } else {
-        systolic_matmul_kernel<int8_t><<<blocks, threads, 0, stream>>>(
-            a3.const_data_ptr<int8_t>(), w3.const_data_ptr<int8_t>(),
-            out.data_ptr<int32_t>(), S, r, t);
-      }
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    }
-  }
-  return {out, stats};
+    C10_CUDA_KERNEL_LAUNCH_CHECK();
+  });
+  return c.result();
 }
 
 }  // namespace

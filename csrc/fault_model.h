@@ -1,4 +1,4 @@
-// pyvs.h -- the fault model shared by every backend.
+// fault_model.h -- the timing-error law shared by every backend and the reference.
 //
 // This header is the contract: the CPU kernel, the CUDA kernel and the
 // pure-PyTorch reference (pyvs/reference.py) all implement exactly what is
@@ -29,7 +29,7 @@
 //
 // Bit-identity across devices rules out log/exp/pow in the kernels (libm,
 // CUDA and torch differ in the last ulp). All floating-point work happens
-// once on the host (make_fault_tables in ops.cpp, mirrored by
+// once on the host (make_fault_tables in systolic_matmul.cpp, mirrored by
 // reference.py) with +, -, *, / only, which IEEE 754 rounds exactly; the
 // kernels compare and add integers only.
 //

@@ -1,0 +1,268 @@
+// systolic_matmul.cpp -- the op's schema, the argument checks shared by its
+// backends, the host-side fault tables, the choice of path, and the
+// preparation every backend starts from (prepare_matmul). Kernels:
+// cpu/systolic_matmul_kernel.cpp and cuda/systolic_matmul_kernel.cu.
+#include <Python.h>
+
+#include <ATen/ATen.h>
+#include <torch/library.h>
+
+#include <array>
+#include <cmath>
+#include <sstream>
+
+#include "systolic_matmul.h"
+
+namespace pyvs {
+
+namespace {
+
+constexpr int64_t kMaxU32 = int64_t(1) << 32;
+constexpr int kMinWidth = 8, kMaxWidth = 32;  // accumulator bits
+
+using Probabilities = std::array<double, kMaxWidth>;
+
+std::string shape_str(const at::Tensor& t) {
+  std::ostringstream os;
+  os << t.sizes();
+  return os.str();
+}
+
+// p_bits, checked and copied to the host once per call: float64 [W],
+// W = 8..32, every entry a probability. `op` names the caller in messages.
+Probabilities read_probabilities(const at::Tensor& p_bits, const char* op) {
+  TORCH_CHECK(p_bits.scalar_type() == at::kDouble,
+              op, ": p_bits must be float64, got ", p_bits.scalar_type());
+  TORCH_CHECK(p_bits.dim() == 1,
+              op, ": p_bits must be 1-D [W], got shape ", shape_str(p_bits));
+  const int64_t W = p_bits.size(0);
+  TORCH_CHECK(W >= kMinWidth && W <= kMaxWidth,
+              op, ": p_bits has length ", W, "; the accumulator width W must be between ",
+              kMinWidth, " and ", kMaxWidth, " bits");
+  const at::Tensor p = p_bits.to(at::kCPU).contiguous();
+  const double* pp = p.const_data_ptr<double>();
+  Probabilities out{};
+  for (int64_t b = 0; b < W; ++b) {
+    TORCH_CHECK(std::isfinite(pp[b]) && pp[b] >= 0.0 && pp[b] <= 1.0,
+                op, ": p_bits[", b, "] = ", pp[b], " is not a probability in [0, 1]");
+    out[b] = pp[b];
+  }
+  return out;
+}
+
+// Every argument but impl; *p receives p_bits.
+MatmulArgs check_matmul_args(const at::Tensor& a, const at::Tensor& w, const at::Tensor& p_bits,
+                             int64_t protect, int64_t seed, int64_t layer, int64_t row_offset,
+                             int64_t rows, Probabilities* p) {
+  TORCH_CHECK(a.scalar_type() == at::kChar || a.scalar_type() == at::kByte,
+              "systolic_matmul: a must be int8 or uint8, got ", a.scalar_type());
+  TORCH_CHECK(w.scalar_type() == at::kChar,
+              "systolic_matmul: w must be int8, got ", w.scalar_type());
+  TORCH_CHECK(a.dim() == 2 || a.dim() == 3,
+              "systolic_matmul: a must be [M, K] or [G, M, K], got shape ", shape_str(a));
+  TORCH_CHECK(w.dim() == a.dim(),
+              "systolic_matmul: w must have the rank of a (", a.dim(),
+              "), i.e. [K, N] or [G, K, N], got shape ", shape_str(w));
+  TORCH_CHECK(a.device() == w.device(),
+              "systolic_matmul: a and w must be on the same device, got a on ",
+              a.device(), " and w on ", w.device());
+  TORCH_CHECK(p_bits.device().is_cpu() || p_bits.device() == a.device(),
+              "systolic_matmul: p_bits must be on the CPU or on a's device (",
+              a.device(), "), got ", p_bits.device());
+  MatmulArgs r;
+  r.batched = a.dim() == 3;
+  r.G = r.batched ? a.size(0) : 1;
+  r.M = a.size(-2);
+  r.K = a.size(-1);
+  r.N = w.size(-1);
+  TORCH_CHECK(w.size(-2) == r.K,
+              "systolic_matmul: K mismatch: a is ", shape_str(a), " and w is ", shape_str(w),
+              " (a's last dimension must equal w's second-to-last)");
+  TORCH_CHECK(!r.batched || w.size(0) == r.G,
+              "systolic_matmul: group count mismatch: a has ", r.G, " groups and w has ",
+              w.size(0));
+  *p = read_probabilities(p_bits, "systolic_matmul");
+  r.W = int(p_bits.size(0));
+  TORCH_CHECK(protect >= 0 && protect < (int64_t(1) << r.W),
+              "systolic_matmul: protect mask 0x", std::hex, protect, std::dec,
+              " has bits outside the ", r.W, "-bit accumulator (allowed: 0 to 2^", r.W, " - 1)");
+  TORCH_CHECK(rows >= 1,
+              "systolic_matmul: rows (systolic array height) must be >= 1, got ", rows);
+  TORCH_CHECK(layer >= 0 && layer < kMaxU32,
+              "systolic_matmul: layer (stream id) must be in [0, 2^32), got ", layer);
+  // Written so that row_offset + M cannot overflow int64.
+  TORCH_CHECK(row_offset >= 0 && row_offset <= kMaxU32 - r.M,
+              "systolic_matmul: row_offset + M must be in [0, 2^32], got row_offset=",
+              row_offset, " M=", r.M);
+  TORCH_CHECK(r.G * r.N <= kMaxU32,
+              "systolic_matmul: G * N (global columns) must be <= 2^32, got ", r.G * r.N);
+  // An output draws at most 1 + K * (W + 2) numbers; their index is 32 bits.
+  TORCH_CHECK(r.K < (int64_t(1) << 26), "systolic_matmul: K must be < 2^26, got ", r.K);
+  r.protect = uint32_t(protect);
+  r.seed = uint64_t(seed);
+  r.layer = uint32_t(layer);
+  r.row_offset = uint32_t(row_offset);
+  r.rows = rows;
+  return r;
+}
+
+// The tables of fault_model.h, packed into one CPU int64 tensor of length
+// (K + 1) + W + W * W: gap | first | next. *any: whether any p > 0.
+at::Tensor make_fault_tables(const Probabilities& p, int W, int64_t K, bool* any) {
+  at::Tensor packed = at::zeros({K + 1 + W + W * W}, at::kLong);
+  int64_t* gap = packed.data_ptr<int64_t>();
+  int64_t* first = gap + K + 1;
+  int64_t* next = first + W;
+  // floor(x * 2^62): the product is exact (a power of two), the cast truncates.
+  auto thresh = [](double x) { return int64_t(x * double(kOne)); };
+  // Only +, -, *, / below, in a fixed order: every IEEE 754 machine (and
+  // Python's floats in reference.py) gets the same bits. (-ffp-contract=off
+  // in setup.py keeps the compiler from fusing them.)
+  double c = 0.0;  // P(some bit <= b errs)
+  double cum[kMaxWidth];
+  for (int b = 0; b < W; ++b) {
+    c = c + (1.0 - c) * p[b];
+    cum[b] = c;
+  }
+  for (int j = 0; j + 1 < W; ++j) {
+    double cj = 0.0;  // P(some bit in (j, b] errs)
+    for (int b = j + 1; b < W; ++b) {
+      cj = cj + (1.0 - cj) * p[b];
+      next[j * W + b] = thresh(cj);
+    }
+  }
+  const double q = c;  // P(a MAC has at least one event)
+  *any = q > 0.0;
+  if (*any) {
+    for (int b = 0; b < W; ++b) first[b] = thresh(cum[b] / q);
+    double d = 0.0;  // P(gap < g) = 1 - (1 - q)^g
+    for (int64_t g = 1; g <= K; ++g) {
+      d = d + (1.0 - d) * q;
+      gap[g] = thresh(d);
+    }
+  }
+  return packed;
+}
+
+// The fast path (clean GEMM + patches) or the simple one. Both give the same
+// bits; this decides only the speed: "auto" takes the fast path unless K is
+// below the backend's threshold (a GEMM is pointless at K = 9) or the
+// unprotected error rate leaves at least half of the outputs to patch (then
+// the patches redo the simple path's work).
+bool use_fast_path(c10::string_view impl, const MatmulArgs& r, const Probabilities& p,
+                   int64_t min_fast_k) {
+  TORCH_CHECK(impl == "auto" || impl == "fast" || impl == "simple",
+              "systolic_matmul: impl must be 'auto', 'fast' or 'simple', got '", impl, "'");
+  if (impl != "auto") return impl == "fast";
+  if (r.K < min_fast_k) return false;
+  // Share of outputs with at least one flip, 1 - (1 - q_flip)^K, where
+  // q_flip = P(a MAC has an unprotected error).
+  double no_flip = 1.0;
+  for (int b = 0; b < r.W; ++b) {
+    if (!((r.protect >> b) & 1u)) no_flip *= 1.0 - p[b];
+  }
+  return 1.0 - std::pow(no_flip, double(r.K)) < 0.5;
+}
+
+// w [G, K, N] in the one layout every kernel reads: column-major, i.e. the
+// transpose of a contiguous [G, N, K]; no copy when it already is (the
+// layers keep their weights so).
+at::Tensor column_major(const at::Tensor& w3) {
+  return w3.transpose(1, 2).contiguous().transpose(1, 2);
+}
+
+}  // namespace
+
+PreparedMatmul prepare_matmul(const at::Tensor& a, const at::Tensor& w, const at::Tensor& p_bits,
+                              int64_t protect, int64_t seed, int64_t layer, int64_t row_offset,
+                              int64_t rows, c10::string_view impl, const Backend& backend) {
+  PreparedMatmul c;
+  Probabilities p;
+  c.r = check_matmul_args(a, w, p_bits, protect, seed, layer, row_offset, rows, &p);
+  const MatmulArgs& r = c.r;
+  c.fast = use_fast_path(impl, r, p, backend.min_fast_k);
+  c.a3 = a.reshape({r.G, r.M, r.K}).contiguous();
+  c.w3 = column_major(w.reshape({r.G, r.K, r.N}));
+  bool any = false;
+  c.tables = make_fault_tables(p, r.W, r.K, &any);
+  if (!a.device().is_cpu()) c.tables = c.tables.to(a.device());
+  const int64_t* base = c.tables.const_data_ptr<int64_t>();
+  c.t = FaultTables{r.W, r.K, any, base, base + r.K + 1, base + r.K + 1 + r.W};
+  c.out = c.fast ? clean_systolic_gemm(c.a3, c.w3, r.W, r.rows, backend.gemm)
+                 : at::empty({r.G, r.M, r.N}, a.options().dtype(at::kInt));
+  c.stats = at::zeros({2, r.W}, a.options().dtype(at::kLong));
+  return c;
+}
+
+std::tuple<at::Tensor, at::Tensor> PreparedMatmul::result() const {
+  return {r.batched ? out : out.view({r.M, r.N}), stats};
+}
+
+namespace {
+
+// ---- Private ops, for the tests ---------------------------------------------
+
+at::Tensor fault_tables_op(const at::Tensor& p_bits, int64_t K) {
+  TORCH_CHECK(K >= 0, "_fault_tables: K must be >= 0, got ", K);
+  const Probabilities p = read_probabilities(p_bits, "_fault_tables");
+  bool any = false;
+  return make_fault_tables(p, int(p_bits.size(0)), K, &any);
+}
+
+void check_gemm_operands(const at::Tensor& a, const at::Tensor& w, int64_t dims, const char* op) {
+  TORCH_CHECK(a.dim() == dims && w.dim() == dims && a.size(-1) == w.size(-2) &&
+                  (dims == 2 || a.size(0) == w.size(0)),
+              op, dims == 2 ? ": a must be [M, K] and w [K, N]" : ": a must be [G, M, K] and w [G, K, N]");
+  TORCH_CHECK((a.scalar_type() == at::kChar || a.scalar_type() == at::kByte) &&
+                  w.scalar_type() == at::kChar,
+              op, ": a must be int8/uint8 and w int8");
+}
+
+at::Tensor clean_gemm_op(const at::Tensor& a, const at::Tensor& w, int64_t acc_bits,
+                         int64_t rows, c10::string_view method) {
+  check_gemm_operands(a, w, 3, "_clean_gemm");
+  TORCH_CHECK(acc_bits >= kMinWidth && acc_bits <= kMaxWidth && rows >= 1,
+              "_clean_gemm: bad acc_bits or rows");
+  TORCH_CHECK(method == "float32" || method == "int_mm",
+              "_clean_gemm: method must be 'float32' or 'int_mm'");
+  return clean_systolic_gemm(a, w, int(acc_bits), rows,
+                             method == "float32" ? GemmMethod::kFloat32 : GemmMethod::kIntMM);
+}
+
+std::tuple<at::Tensor, at::Tensor> int_mm_operands_op(const at::Tensor& a, const at::Tensor& w) {
+  check_gemm_operands(a, w, 2, "_int_mm_operands");
+  TORCH_CHECK(a.scalar_type() == at::kChar, "_int_mm_operands: a must be int8");
+  return int_mm_operands(a, w);
+}
+
+}  // namespace
+
+TORCH_LIBRARY(pyvs, m) {
+  m.set_python_module("pyvs.ops");
+  m.def(
+      "systolic_matmul(Tensor a, Tensor w, Tensor p_bits, int protect=0, "
+      "int seed=0, int layer=0, int row_offset=0, int rows=256, "
+      "str impl='auto') -> (Tensor, Tensor)");
+  // Host-side tables, exposed so tests can check reference.py against them.
+  m.def("_fault_tables(Tensor p_bits, int K) -> Tensor");
+  // The fast path's clean GEMM, exposed so tests can check each method.
+  m.def("_clean_gemm(Tensor a, Tensor w, int acc_bits, int rows, str method) -> Tensor");
+  // What the clean GEMM hands to torch._int_mm, so that CPU tests pin the
+  // layout that cuBLASLt needs on a GPU.
+  m.def("_int_mm_operands(Tensor a, Tensor w) -> (Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(pyvs, CompositeExplicitAutograd, m) {
+  m.impl("_fault_tables", &fault_tables_op);
+  m.impl("_clean_gemm", &clean_gemm_op);
+  m.impl("_int_mm_operands", &int_mm_operands_op);
+}
+
+}  // namespace pyvs
+
+// Importing pyvs._C loads this library and so runs the registrations above;
+// the module itself holds nothing.
+extern "C" PyObject* PyInit__C(void) {
+  static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "_C", nullptr, -1, nullptr};
+  return PyModule_Create(&module_def);
+}
