@@ -1,7 +1,9 @@
-"""The ``pyvs`` command line (also ``python -m pyvs``).
+"""pyvs: how far can a systolic-array DNN accelerator's supply voltage drop,
+and which accumulator bits must Razor protect? (``pyvs`` or ``python -m pyvs``)
 
 Sub-commands only parse arguments, call library functions and print; the
-work is in the modules they name.
+work is in the modules they name. A user's mistake ends the command with
+one line on stderr (``PYVS_DEBUG=1`` shows the traceback instead).
 """
 from __future__ import annotations
 
@@ -11,6 +13,29 @@ import sys
 import time
 
 import torch
+
+_TIMING_OPTIONS = (  # (name, help): pyvs.timing.TechParams fields the commands expose
+    ("guard_band", "timing margin at 0.9 V, fraction of the worst path (default: 1.0)"),
+    ("vth", "threshold voltage, V (default: 0.30)"),
+    ("alpha", "alpha-power index (default: 1.3)"),
+    ("sigma_gate", "sigma/mu of each gate delay (default: 0.05)"),
+)
+
+
+def _timing_args(p: argparse.ArgumentParser) -> None:
+    for name, text in _TIMING_OPTIONS:
+        p.add_argument("--" + name.replace("_", "-"), type=float, default=None, help=text)
+
+
+def _timing_options(args: argparse.Namespace) -> dict:
+    return {name: getattr(args, name) for name, _ in _TIMING_OPTIONS if getattr(args, name) is not None}
+
+
+def _protect_mask(args: argparse.Namespace) -> int:
+    from .accumulator import check_mask, msb_mask
+    if getattr(args, "protect", None) is not None:
+        return check_mask(args.protect, args.acc_bits, "--protect")
+    return msb_mask(args.protect_msbs, args.acc_bits)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -23,7 +48,7 @@ def _demo(args: argparse.Namespace) -> int:
     w = torch.randint(-128, 128, (args.k, args.n), generator=gen, dtype=torch.int16).to(torch.int8)
     W = args.acc_bits
     p = torch.full((W,), args.p, dtype=torch.float64)
-    protect = ((1 << args.protect_msbs) - 1) << (W - args.protect_msbs) if args.protect_msbs else 0
+    protect = _protect_mask(args)
     exact = a.long() @ w.long()
     t0 = time.perf_counter()
     out, stats = systolic_matmul(a, w, p, protect=protect, seed=args.seed, rows=args.rows)
@@ -32,10 +57,7 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"systolic matmul {args.m}x{args.k}x{args.n} (uint8 x int8), {W}-bit accumulator, "
           f"{args.rows}-row array, p = {args.p:g} per bit per MAC, "
           f"protected bits: {bin(protect)} ; {dt * 1e3:.1f} ms")
-    print(f"{'bit':>4} {'injected':>10} {'corrected':>10}")
-    for b in range(W):
-        if stats[0, b] or stats[1, b]:
-            print(f"{b:>4} {int(stats[0, b]):>10} {int(stats[1, b]):>10}")
+    _print_counts(stats[0].tolist(), stats[1].tolist())
     inj, cor = int(stats[0].sum()), int(stats[1].sum())
     print(f"total: {inj} injected, {cor} corrected over {macs} MACs x {W} bits "
           f"(expected {macs * W * args.p:.1f} events)")
@@ -44,9 +66,16 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_counts(injected: list, corrected: list) -> None:
+    print(f"{'bit':>4} {'injected':>12} {'corrected':>12}")
+    for b, (i, c) in enumerate(zip(injected, corrected)):
+        if i or c:
+            print(f"{b:>4} {i:>12} {c:>12}")
+
+
 def _grid(vmin: float, vmax: float, step: float) -> list:
     if not (step > 0 and vmax >= vmin):
-        raise SystemExit(f"pyvs: bad voltage grid: --vmin {vmin} --vmax {vmax} --step {step}")
+        raise ValueError(f"bad voltage grid: --vmin {vmin} --vmax {vmax} --step {step}")
     n = int(round((vmax - vmin) / step))
     return [round(vmin + i * step, 6) for i in range(n + 1)]
 
@@ -57,13 +86,8 @@ def _timing(args: argparse.Namespace) -> int:
     from . import timing
     from .plots import error_heatmap
 
-    opts = {k: getattr(args, k) for k in ("guard_band", "vth", "alpha", "sigma_gate")
-            if getattr(args, k) is not None}
-    try:
-        table = timing.make_table(_grid(args.vmin, args.vmax, args.step), args.freq,
-                                  args.acc_bits, **opts)
-    except ValueError as e:
-        raise SystemExit(f"pyvs timing: {e}")
+    table = timing.make_table(_grid(args.vmin, args.vmax, args.step), args.freq, args.acc_bits,
+                              **_timing_options(args))
     tech = table.params["tech"]
     print(f"P(bit b of one MAC's {table.acc_bits}-bit accumulator misses the clock), "
           f"{table.freq_ghz} GHz; Vth={tech['vth']} V, alpha={tech['alpha']}, "
@@ -81,50 +105,53 @@ def _timing(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fmt_acc(row: dict, key: str) -> str:
-    return f"{100 * row[key]:6.2f} % [{100 * row[key + '_lo']:.2f}, {100 * row[key + '_hi']:.2f}]"
+def _fmt(value: float, lo: float, hi: float) -> str:
+    return f"{100 * value:6.2f} % [{100 * lo:.2f}, {100 * hi:.2f}]"
+
+
+def _model_and_data(args: argparse.Namespace, limit):
+    """The converted int8 MobileNetV2 on the device and the decoded batches."""
+    from . import data, models
+    from .nn import convert
+
+    ds = data.imagenet_dataset(args.data, limit)
+    model = convert(models.mobilenet_v2_int8(args.weights), acc_bits=args.acc_bits).to(args.device)
+    return model, data.decoded(ds, args.batch_size)
 
 
 def _run(args: argparse.Namespace) -> int:
     """int8 MobileNetV2 on the simulated array: clean, then with timing errors
-    at one voltage; prints accuracies, golden agreement and error counts."""
-    from . import data, models, timing
-    from .evaluate import evaluate
-    from .nn import FaultConfig, convert, set_faults
+    at one voltage; prints accuracies, golden agreement, error counts and costs."""
+    from . import timing
+    from .accumulator import describe_mask
+    from .experiment import Experiment
+    from .latency import ArrayConfig
 
-    try:
-        ds = data.imagenet_dataset(args.data, args.limit)
-        qmodel = models.mobilenet_v2_int8(args.weights)
-        p = timing.error_probabilities([args.voltage], args.freq, args.acc_bits)[0]
-    except ValueError as e:
-        raise SystemExit(f"pyvs run: {e}")
+    p = timing.error_probabilities([args.voltage], args.freq, args.acc_bits, **_timing_options(args))[0]
+    protect = _protect_mask(args)
     if args.threads:
         torch.set_num_threads(args.threads)
-    model = convert(qmodel, acc_bits=args.acc_bits).to(args.device)
-    W = args.acc_bits
-    protect = args.protect if args.protect is not None else (
-        ((1 << args.protect_msbs) - 1) << (W - args.protect_msbs) if args.protect_msbs else 0)
-    batches = data.decoded(ds, args.batch_size)
-    print(f"int8 MobileNetV2 on a {args.rows}-row systolic array, {W}-bit accumulators; "
-          f"{len(ds)} images from {args.data}; device {args.device}")
-    clean = evaluate(model, batches, device=args.device, desc="clean")
-    set_faults(model, FaultConfig(p, protect=protect, seed=args.seed, rows=args.rows))
-    faulty = evaluate(model, batches, golden=clean["pred"], device=args.device,
-                      desc=f"{args.voltage} V")
-    erring = [b for b in range(W) if p[b] > 0]
+    model, batches = _model_and_data(args, args.limit)
+    n = sum(len(y) for _, y in batches)
+    print(f"int8 MobileNetV2 on a {args.rows}-row systolic array, {args.acc_bits}-bit accumulators; "
+          f"{n} images from {args.data}; device {args.device}")
+    exp = Experiment(model, batches, array=ArrayConfig(rows=args.rows, freq_ghz=args.freq), device=args.device)
+    r = exp.point(args.voltage, p, protect, args.seed, "run")
+    clean = exp.golden.clean
+    erring = [b for b in range(args.acc_bits) if p[b] > 0]
     print(f"timing model at {args.voltage} V, {args.freq} GHz: bits {erring[0] if erring else '-'}"
-          f"..{erring[-1] if erring else '-'} err, max P = {float(p.max()):.2e} per MAC; "
-          f"protected bits: {[b for b in range(W) if protect >> b & 1] or 'none'}")
-    print(f"clean   top-1 {_fmt_acc(clean, 'top1')}  top-5 {_fmt_acc(clean, 'top5')}  "
+          f"..{erring[-1] if erring else '-'} err, max P = {r.max_p:.2e} per MAC; "
+          f"protected bits: {describe_mask(protect)}")
+    print(f"clean   top-1 {_fmt(clean['top1'], clean['top1_lo'], clean['top1_hi'])}  "
+          f"top-5 {_fmt(clean['top5'], clean['top5_lo'], clean['top5_hi'])}  "
           f"({clean['seconds']:.1f} s, {clean['images_per_s']:.1f} img/s)")
-    print(f"faulty  top-1 {_fmt_acc(faulty, 'top1')}  top-5 {_fmt_acc(faulty, 'top5')}  "
-          f"({faulty['seconds']:.1f} s, {faulty['images_per_s']:.1f} img/s)")
-    print(f"golden agreement (top-1) {_fmt_acc(faulty, 'agree')}")
-    print(f"errors: {faulty['injected']} injected, {faulty['corrected']} corrected (Razor replays)")
-    for b in range(W):
-        i, c = faulty["injected_per_bit"][b], faulty["corrected_per_bit"][b]
-        if i or c:
-            print(f"  bit {b:>2}: {i:>12} injected {c:>12} corrected")
+    print(f"faulty  top-1 {_fmt(r.top1, r.top1_lo, r.top1_hi)}  top-5 {_fmt(r.top5, r.top5_lo, r.top5_hi)}  "
+          f"({r.seconds:.1f} s, {n / r.seconds if r.seconds else float('inf'):.1f} img/s)")
+    print(f"golden agreement (top-1) {_fmt(r.agree, r.agree_lo, r.agree_hi)}")
+    print(f"errors: {r.injected} injected, {r.corrected} corrected (Razor replays)")
+    _print_counts(r.injected_per_bit, r.corrected_per_bit)
+    print(f"latency overhead {100 * r.latency_overhead:.3g} %, energy saving {100 * r.energy_saving:.1f} % "
+          f"against {exp.workload.energy.v_nominal} V (one image per weight load, {args.freq} GHz)")
     return 0
 
 
@@ -132,38 +159,27 @@ def _floats(text: str) -> list:
     try:
         return [float(x) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise SystemExit(f"pyvs: {text!r} is not a comma-separated list of numbers")
+        raise ValueError(f"{text!r} is not a comma-separated list of numbers") from None
 
 
 def _sweep(args: argparse.Namespace) -> int:
     """MobileNetV2 int8 across voltages and protection strategies; resumable."""
-    from . import data, models
     from .latency import ArrayConfig
-    from .nn import convert
-    from .sweep import sweep
+    from .sweep import FULL_GRID, sweep
 
     if args.full:
-        voltages = [round(0.50 + 0.01 * i, 3) for i in range(41)]
-        strategies, seeds, limit = ["none", "msb4", "msb8", "all", "auto"], [0, 1, 2], None
+        voltages, strategies, seeds, limit = (FULL_GRID["voltages"], FULL_GRID["strategies"],
+                                              FULL_GRID["seeds"], None)
     else:
         voltages = _floats(args.voltages)
         strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
         seeds, limit = [int(x) for x in _floats(args.seeds)], args.limit
-    opts = {k: getattr(args, k) for k in ("guard_band", "vth", "alpha", "sigma_gate")
-            if getattr(args, k) is not None}
-    try:
-        ds = data.imagenet_dataset(args.data, limit)
-        qmodel = models.mobilenet_v2_int8(args.weights)
-        model = convert(qmodel, acc_bits=args.acc_bits).to(args.device)
-        batches = data.decoded(ds, args.batch_size)
-        rows = sweep(model, batches, args.out, voltages, strategies, seeds, freq_ghz=args.freq,
-                     acc_bits=args.acc_bits, budget=args.budget / 100.0,
-                     array=ArrayConfig(args.rows, args.cols, args.freq, args.replay_cycles,
-                                       batch=args.array_batch),
-                     timing_options=opts, device=args.device,
-                     meta={"model": "mobilenet_v2_int8", "data": os.path.abspath(args.data)})
-    except ValueError as e:
-        raise SystemExit(f"pyvs sweep: {e}")
+    model, batches = _model_and_data(args, limit)
+    rows = sweep(model, batches, args.out, voltages, strategies, seeds, freq_ghz=args.freq,
+                 acc_bits=args.acc_bits, budget=args.budget / 100.0,
+                 array=ArrayConfig(args.rows, args.cols, args.freq, args.replay_cycles, batch=args.array_batch),
+                 timing_options=_timing_options(args), device=args.device,
+                 meta={"model": "mobilenet_v2_int8", "data": os.path.abspath(args.data)})
     print(f"{len(rows)} points in {args.out}/results.csv and results.json")
     if not args.no_report:
         return _report(argparse.Namespace(results=args.out))
@@ -173,10 +189,7 @@ def _sweep(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     """Plots and a Markdown table from a sweep's results folder."""
     from .report import report
-    try:
-        paths = report(args.results)
-    except ValueError as e:
-        raise SystemExit(f"pyvs report: {e}")
+    paths = report(args.results)
     with open(paths[-1]) as f:
         print(f.read())
     print("wrote " + ", ".join(paths))
@@ -194,12 +207,10 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rows", type=int, default=256, help="systolic array height (default: 256)")
     p.add_argument("--batch-size", type=int, default=50, help="images per batch (default: 50)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    _timing_args(p)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pyvs", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-
+def _demo_parser(sub) -> None:
     d = sub.add_parser("demo", help="one faulty GEMM; prints injected/corrected counts per bit")
     d.add_argument("--m", type=int, default=512, help="rows of a (default: 512)")
     d.add_argument("--k", type=int, default=1152, help="reduction length (default: 1152)")
@@ -213,24 +224,23 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     d.set_defaults(func=_demo)
 
+
+def _timing_parser(sub) -> None:
     t = sub.add_parser("timing", help="per-bit timing-error probabilities versus supply voltage")
     t.add_argument("--vmin", type=float, default=0.5, help="lowest voltage, V (default: 0.5)")
     t.add_argument("--vmax", type=float, default=0.9, help="highest voltage, V (default: 0.9)")
     t.add_argument("--step", type=float, default=0.05, help="voltage step, V (default: 0.05)")
     t.add_argument("--freq", type=float, default=0.7, help="clock frequency, GHz (default: 0.7)")
     t.add_argument("--acc-bits", type=int, default=32, help="accumulator width, bits (default: 32)")
-    t.add_argument("--guard-band", type=float, default=None,
-                   help="timing margin at 0.9 V, fraction of the worst path (default: 1.0)")
-    t.add_argument("--vth", type=float, default=None, help="threshold voltage, V (default: 0.30)")
-    t.add_argument("--alpha", type=float, default=None, help="alpha-power index (default: 1.3)")
-    t.add_argument("--sigma-gate", type=float, default=None,
-                   help="sigma/mu of each gate delay (default: 0.05)")
+    _timing_args(t)
     t.add_argument("--out", default="error_table.json", metavar="JSON",
                    help="table file to write (default: error_table.json; '' to skip)")
     t.add_argument("--plot", default="error_table.png", metavar="PNG",
                    help="heatmap to write (default: error_table.png; '' to skip)")
     t.set_defaults(func=_timing)
 
+
+def _run_parser(sub) -> None:
     r = sub.add_parser("run", help="int8 MobileNetV2 with timing errors at one voltage")
     _model_args(r)
     r.add_argument("--voltage", type=float, default=0.5, help="supply voltage, V (default: 0.5)")
@@ -243,6 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
     r.set_defaults(func=_run)
 
+
+def _sweep_parser(sub) -> None:
     sw = sub.add_parser("sweep", help="accuracy, latency and energy across voltages and protection")
     _model_args(sw)
     sw.add_argument("--out", default="results", help="results folder; resumed if present (default: results)")
@@ -260,13 +272,18 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("--replay-cycles", type=int, default=1, help="stall per corrected error (default: 1)")
     sw.add_argument("--array-batch", type=int, default=1,
                     help="images sharing each weight load in the latency/energy model (default: 1)")
-    sw.add_argument("--guard-band", type=float, default=None, help="timing model option (default: 1.0)")
-    sw.add_argument("--vth", type=float, default=None, help="timing model option, V (default: 0.30)")
-    sw.add_argument("--alpha", type=float, default=None, help="timing model option (default: 1.3)")
-    sw.add_argument("--sigma-gate", type=float, default=None, help="timing model option (default: 0.05)")
     sw.add_argument("--no-report", action="store_true", help="skip the plots and table")
     sw.set_defaults(func=_sweep)
 
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pyvs", description=__doc__.splitlines()[0] + "\n"
+                                     + __doc__.splitlines()[1])
+    sub = parser.add_subparsers(dest="command", required=True)
+    _demo_parser(sub)
+    _timing_parser(sub)
+    _run_parser(sub)
+    _sweep_parser(sub)
     rp = sub.add_parser("report", help="plots and a Markdown table from a sweep's results folder")
     rp.add_argument("results", help="results folder of pyvs sweep")
     rp.set_defaults(func=_report)
@@ -275,7 +292,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (ValueError, TypeError) as e:
+        if os.environ.get("PYVS_DEBUG"):
+            raise
+        raise SystemExit(f"pyvs {args.command}: {e}") from None
 
 
 if __name__ == "__main__":

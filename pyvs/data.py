@@ -6,7 +6,6 @@ import csv
 import os
 from typing import Optional
 
-import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import datasets, transforms
 from torchvision.io import ImageReadMode, decode_image

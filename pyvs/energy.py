@@ -24,6 +24,8 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from .accumulator import MAX_BITS
+from .checks import integer, number
 from .latency import ArrayConfig
 
 
@@ -61,11 +63,8 @@ class EnergyParams:
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
-            v = getattr(self, f.name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
-                raise ValueError(f"EnergyParams.{f.name} must be a finite number >= 0, got {v!r}")
-        if self.v_nominal <= 0 or self.n_sub <= 0 or self.kt_q <= 0:
-            raise ValueError("EnergyParams: v_nominal, n_sub and kt_q must be positive")
+            number(getattr(self, f.name), f"EnergyParams.{f.name}", minimum=0.0,
+                   positive=f.name in ("v_nominal", "n_sub", "kt_q"))
 
     def e_mac(self, volts: float) -> float:
         """Dynamic energy of one MAC at ``volts``, joules."""
@@ -92,10 +91,8 @@ def inference_energy(volts: float, macs: float, base_cycles: float, protected_bi
     replays (corrected errors per inference, each ``array.replay_cycles`` long).
     Returns a dict: dynamic, leakage, replay, razor (the part of dynamic and
     leakage due to protection), total (J), and cycles."""
-    if volts <= 0:
-        raise ValueError(f"volts must be positive, got {volts}")
-    if not 0 <= protected_bits <= 32:
-        raise ValueError(f"protected_bits must be in 0..32, got {protected_bits}")
+    number(volts, "volts", positive=True)
+    integer(protected_bits, "protected_bits", 0, MAX_BITS)
     razor = params.razor_bit_fraction * protected_bits
     cycles = base_cycles + replays * array.replay_cycles
     dyn = macs * params.e_mac(volts)

@@ -1,19 +1,21 @@
 """Accuracy of a (converted) model: top-1/top-5 against labels and top-1
-agreement with a fault-free ("golden") run, with 95 % confidence intervals.
+agreement with a fault-free ("golden") run, with 95 % confidence intervals,
+and what the systolic layers counted on the way.
 
     voltage -> error table -> op -> layer -> model -> evaluation -> report
                                                       ^^^^^^^^^^
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
-from typing import Iterable, Optional, Tuple
+from typing import Dict, Iterable, Optional, Tuple
 
 import torch
 from tqdm import tqdm
 
-from .nn.config import reset_stats, set_image_offset, total_stats
+from .nn.probe import GemmShape, Probe, forward_pass
 
 
 def wilson_interval(k: int, n: int, z: float = 1.959964) -> Tuple[float, float]:
@@ -27,23 +29,81 @@ def wilson_interval(k: int, n: int, z: float = 1.959964) -> Tuple[float, float]:
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+@dataclasses.dataclass(frozen=True)
+class Rate:
+    """k successes of n, as a fraction with its 95 % Wilson interval."""
+
+    k: int
+    n: int
+
+    @property
+    def value(self) -> float:
+        return self.k / self.n if self.n else float("nan")
+
+    @property
+    def interval(self) -> Tuple[float, float]:
+        return wilson_interval(self.k, self.n)
+
+
+@dataclasses.dataclass
+class Evaluation:
+    """One pass of a model over a data set.
+
+    Attributes: pred (int64 [N, 5], top-5 classes, best first); top1, top5
+    (against the labels) and agree (top-1 agreement with the golden
+    predictions, None without them) as :class:`Rate`; counts (int64 [2, W],
+    injected and corrected timing errors per accumulator bit, all layers);
+    per_layer (the same per layer); shapes (GEMM shape per layer); seconds
+    (wall time).
+    """
+
+    pred: torch.Tensor
+    top1: Rate
+    top5: Rate
+    agree: Optional[Rate]
+    counts: torch.Tensor
+    per_layer: Dict[str, torch.Tensor]
+    shapes: Dict[str, GemmShape]
+    seconds: float
+
+    @property
+    def n(self) -> int:
+        return self.top1.n
+
+    @property
+    def images_per_s(self) -> float:
+        return self.n / self.seconds if self.seconds > 0 else float("inf")
+
+    def accuracy(self) -> dict:
+        """The accuracies as a flat dict: n, top1, top1_lo, top1_hi, top5, ...,
+        seconds, images_per_s (fractions, seconds)."""
+        row = {"n": self.n}
+        for name, rate in (("top1", self.top1), ("top5", self.top5)):
+            row[name] = rate.value
+            row[f"{name}_lo"], row[f"{name}_hi"] = rate.interval
+        row["seconds"], row["images_per_s"] = self.seconds, self.images_per_s
+        return row
+
+
+def _total(batches) -> Optional[int]:
+    try:
+        return sum(len(y) for _, y in batches) if isinstance(batches, list) else len(batches.dataset)
+    except (TypeError, AttributeError):
+        return None
+
+
 @torch.no_grad()
 def predict(model: torch.nn.Module, batches: Iterable, device: str = "cpu", desc: str = "evaluating",
-            progress: bool = True):
+            progress: bool = True, probe: Optional[Probe] = None):
     """Runs the model over (images float [B, 3, H, W], labels int64 [B])
-    batches in order, telling its systolic layers each batch's global image
+    batches in order, each in a forward pass that knows its global image
     offset. Returns (top-5 predictions int64 [N, 5], labels int64 [N])."""
     preds, labels = [], []
-    total = None
-    try:
-        total = sum(len(y) for _, y in batches) if isinstance(batches, list) else len(batches.dataset)
-    except (TypeError, AttributeError):
-        pass
     offset = 0
-    with tqdm(total=total, desc=desc, unit="img", disable=not progress, leave=False) as bar:
+    with tqdm(total=_total(batches), desc=desc, unit="img", disable=not progress, leave=False) as bar:
         for x, y in batches:
-            set_image_offset(model, offset)
-            out = model(x.to(device))
+            with forward_pass(offset, probe):
+                out = model(x.to(device))
             preds.append(out.topk(5, dim=1).indices.cpu())
             labels.append(y.cpu())
             offset += len(y)
@@ -54,31 +114,22 @@ def predict(model: torch.nn.Module, batches: Iterable, device: str = "cpu", desc
 
 
 def evaluate(model: torch.nn.Module, batches: Iterable, golden: Optional[torch.Tensor] = None,
-             device: str = "cpu", desc: str = "evaluating", progress: bool = True) -> dict:
-    """One flat result row: n, top1, top5 (fractions) with 95 % CIs
-    (``*_lo``/``*_hi``), agree (top-1 agreement with ``golden``, the golden
-    run's top-5 predictions int64 [N, 5]), injected/corrected error counts
-    over all layers, per-bit counts, seconds and images_per_s. The
-    predictions are in row['pred'] (int64 [N, 5])."""
-    reset_stats(model)
+             device: str = "cpu", desc: str = "evaluating", progress: bool = True,
+             acc_bits: int = 32) -> Evaluation:
+    """Evaluates ``model`` on ``batches`` (see :func:`predict`); ``golden``:
+    the golden run's predictions, int64 [N, 5]; ``acc_bits``: the width of
+    the summed counts."""
+    probe = Probe()
     t0 = time.perf_counter()
-    pred, labels = predict(model, batches, device, desc, progress)
+    pred, labels = predict(model, batches, device, desc, progress, probe)
     seconds = time.perf_counter() - t0
     n = len(labels)
-    row = {"n": n}
-    for name, hit in (("top1", pred[:, 0] == labels), ("top5", (pred == labels[:, None]).any(1))):
-        k = int(hit.sum())
-        row[name] = k / n
-        row[f"{name}_lo"], row[f"{name}_hi"] = wilson_interval(k, n)
+    agree = None
     if golden is not None:
         if len(golden) != n:
             raise ValueError(f"golden run has {len(golden)} predictions, this run {n}")
-        k = int((pred[:, 0] == golden[:, 0]).sum())
-        row["agree"] = k / n
-        row["agree_lo"], row["agree_hi"] = wilson_interval(k, n)
-    stats = total_stats(model)
-    row["injected"], row["corrected"] = int(stats[0].sum()), int(stats[1].sum())
-    row["injected_per_bit"], row["corrected_per_bit"] = stats[0].tolist(), stats[1].tolist()
-    row["seconds"], row["images_per_s"] = seconds, n / seconds if seconds > 0 else float("inf")
-    row["pred"] = pred
-    return row
+        agree = Rate(int((pred[:, 0] == golden[:, 0]).sum()), n)
+    return Evaluation(pred=pred, top1=Rate(int((pred[:, 0] == labels).sum()), n),
+                      top5=Rate(int((pred == labels[:, None]).any(1).sum()), n), agree=agree,
+                      counts=probe.total(acc_bits), per_layer=probe.counts(), shapes=dict(probe.shapes),
+                      seconds=seconds)

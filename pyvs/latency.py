@@ -89,8 +89,3 @@ def latency_overhead(base_cycles: Dict[str, int], corrected_per_image: Dict[str,
     total_base = sum(base_cycles.values())
     total_replay = sum(corrected_per_image.get(n, 0.0) for n in base_cycles) * array.replay_cycles
     return per_layer, (total_replay / total_base if total_base else 0.0)
-
-
-def seconds(cycles: float, array: ArrayConfig = ArrayConfig()) -> float:
-    """Cycles at the array's clock, in seconds."""
-    return cycles / (array.freq_ghz * 1e9)

@@ -11,9 +11,12 @@ from typing import Sequence, Union
 import torch
 
 from . import _C  # noqa: F401  (loads the library and registers the ops)
+from .accumulator import MAX_BITS, MIN_BITS
+from .checks import integer
 
-__all__ = ["systolic_matmul", "as_p_bits"]
+__all__ = ["systolic_matmul", "as_p_bits", "IMPLS"]
 
+IMPLS = ("auto", "fast", "simple")  # how the op computes, never what (see systolic_matmul)
 _U64 = 1 << 64
 
 
@@ -25,9 +28,9 @@ def as_p_bits(p_bits: Union[torch.Tensor, Sequence[float]]) -> torch.Tensor:
     return torch.tensor(list(p_bits), dtype=torch.float64)
 
 
-def _seed64(seed: int) -> int:
-    """A Python int in [-2^63, 2^64) as the int64 with the same 64 bits."""
-    seed = int(seed)
+def seed64(seed: int) -> int:
+    """A seed in [-2^63, 2^64) as the int64 with the same 64 bits."""
+    seed = integer(seed, "seed")
     if not -(1 << 63) <= seed < _U64:
         raise ValueError(f"seed must fit in 64 bits, got {seed}")
     return seed - _U64 if seed >= (1 << 63) else seed
@@ -90,8 +93,8 @@ def systolic_matmul(
         corrected (row 1) errors.
     """
     return torch.ops.pyvs.systolic_matmul(
-        a, w, as_p_bits(p_bits), int(protect), _seed64(seed), int(layer),
-        int(row_offset), int(rows), str(impl),
+        a, w, as_p_bits(p_bits), integer(protect, "protect"), seed64(seed), integer(layer, "layer"),
+        integer(row_offset, "row_offset"), integer(rows, "rows"), str(impl),
     )
 
 
@@ -113,10 +116,10 @@ def _systolic_matmul_fake(a, w, p_bits, protect=0, seed=0, layer=0, row_offset=0
     torch._check(p_bits.dtype == torch.float64 and p_bits.dim() == 1,
                  lambda: "systolic_matmul: p_bits must be a 1-D float64 tensor")
     W = p_bits.shape[0]
-    torch._check(8 <= W <= 32, lambda: f"systolic_matmul: p_bits has length {W}; "
-                 "the accumulator width W must be between 8 and 32 bits")
+    torch._check(MIN_BITS <= W <= MAX_BITS, lambda: f"systolic_matmul: p_bits has length {W}; "
+                 f"the accumulator width W must be between {MIN_BITS} and {MAX_BITS} bits")
     torch._check(rows >= 1, lambda: "systolic_matmul: rows (systolic array height) must be >= 1")
-    torch._check(impl in ("auto", "fast", "simple"),
+    torch._check(impl in IMPLS,
                  lambda: f"systolic_matmul: impl must be 'auto', 'fast' or 'simple', got '{impl}'")
     if a.dim() == 3:
         torch._check(w.shape[0] == a.shape[0], lambda: "systolic_matmul: group count mismatch")

@@ -112,6 +112,71 @@ def fault_tables(p_bits: Sequence[float], K: int):
     return as_t(gap), as_t(first), as_t(nxt), q > 0.0
 
 
+class _Streams:
+    """The random streams of all outputs [G, M, N] of one call: their
+    coordinates (global row and column) and how many draws each has spent."""
+
+    def __init__(self, seed: int, layer: int, G: int, M: int, N: int, row_offset: int):
+        self.seed, self.layer = seed, layer
+        self.row = (row_offset + torch.arange(M, dtype=torch.int64)).view(1, M, 1).expand(G, M, N)
+        self.col = (torch.arange(G, dtype=torch.int64).view(G, 1, 1) * N
+                    + torch.arange(N, dtype=torch.int64).view(1, 1, N)).expand(G, M, N)
+        self.drawn = torch.zeros(G, M, N, dtype=torch.int64)
+
+    def uniform(self, sel: torch.Tensor) -> torch.Tensor:
+        """One draw for each selected output (bool [G, M, N]), in flat order,
+        advancing its draw index."""
+        u = uniform62(self.seed, self.layer, self.row[sel], self.col[sel], self.drawn[sel])
+        self.drawn[sel] += 1
+        return u
+
+    def first_events(self, gap: torch.Tensor, K: int) -> torch.Tensor:
+        """Position of every output's first MAC with an event (K: none), int64
+        [G, M, N]: the screening word v on top of the first uniform, the
+        output's own draw 0 below it, drawn only where v * 2^30 < gap[K]
+        leaves an event possible."""
+        next_event = torch.full(self.row.shape, K, dtype=torch.int64)
+        high = screen_word(self.seed, self.layer, self.row, self.col) << SCREEN_SHIFT
+        possible = high < gap[K]
+        if bool(possible.any()):
+            low = self.uniform(possible) & ((1 << SCREEN_SHIFT) - 1)
+            next_event[possible] = _sample_gap(gap, high[possible] | low)
+        return next_event
+
+
+def _sample_gap(gap: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """Largest g in [0, K] with gap[g] <= u: clean MACs before the next event."""
+    return torch.searchsorted(gap, u, right=True) - 1
+
+
+def _event_bits(streams: _Streams, hit: torch.Tensor, first: torch.Tensor, nxt: torch.Tensor,
+                W: int) -> torch.Tensor:
+    """The erring bits (a mask per output, in hit's flat order) of the outputs
+    that have an event at this MAC (hit, bool [G, M, N])."""
+    # Lowest erring bit: smallest b with u < first[b].
+    low = torch.searchsorted(first, streams.uniform(hit), right=True).clamp(max=W - 1)
+    bits = torch.bitwise_left_shift(torch.ones_like(low), low)
+    # From erring bit j, one draw picks the next erring bit above it (or
+    # none); no draw when no higher bit can err.
+    hit_idx = hit.nonzero(as_tuple=True)
+    j = low.clone()
+    can_err_above = lambda j: (j < W - 1) & (nxt[j.clamp(max=W - 1), W - 1] > 0)  # noqa: E731
+    live = can_err_above(j)
+    while bool(live.any()):
+        sel = torch.zeros_like(hit)
+        sel[tuple(ix[live] for ix in hit_idx)] = True
+        v = streams.uniform(sel)  # flat order of sel == order of live entries
+        b = (nxt[j[live]] <= v[:, None]).sum(1)  # first b with v < next[j][b]; W if none
+        found = b < W
+        idx = live.nonzero(as_tuple=True)[0]
+        bits[idx[found]] |= torch.bitwise_left_shift(torch.ones_like(b[found]), b[found])
+        j[idx[found]] = b[found]
+        still = torch.zeros_like(live)
+        still[idx[found]] = True
+        live = still & can_err_above(j)
+    return bits
+
+
 def systolic_matmul(
     a: torch.Tensor,
     w: torch.Tensor,
@@ -130,81 +195,27 @@ def systolic_matmul(
     a3 = (a if batched else a.unsqueeze(0)).to(torch.int64).cpu()
     w3 = (w if batched else w.unsqueeze(0)).to(torch.int64).cpu()
     G, M, K = a3.shape
-    N = w3.shape[2]
     mod = 1 << W
-    gap_t, first_t, next_t, any_event = fault_tables(p, K)
-
-    # Stream coordinates of every output [G, M, N].
-    row = (row_offset + torch.arange(M, dtype=torch.int64)).view(1, M, 1).expand(G, M, N)
-    col = (torch.arange(G, dtype=torch.int64).view(G, 1, 1) * N
-           + torch.arange(N, dtype=torch.int64).view(1, 1, N)).expand(G, M, N)
-    draw = torch.zeros(G, M, N, dtype=torch.int64)
-
-    def next_uniform(sel: torch.Tensor) -> torch.Tensor:
-        """One draw for each selected output, advancing its draw index."""
-        u = uniform62(seed, layer, row[sel], col[sel], draw[sel])
-        draw[sel] += 1
-        return u
-
-    def sample_gap(u: torch.Tensor) -> torch.Tensor:
-        # Largest g in [0, K] with gap[g] <= u.
-        return torch.searchsorted(gap_t, u, right=True) - 1
-
-    next_event = torch.full((G, M, N), K, dtype=torch.int64)
-    if any_event:
-        # The first uniform: screening word v on top, the output's own draw 0
-        # below it, drawn only where v * 2^30 < gap[K] leaves an event possible.
-        high = screen_word(seed, layer, row, col) << SCREEN_SHIFT
-        possible = high < gap_t[K]
-        if bool(possible.any()):
-            low = next_uniform(possible) & ((1 << SCREEN_SHIFT) - 1)
-            next_event[possible] = sample_gap(high[possible] | low)
-
-    injected = [0] * W
-    corrected = [0] * W
-    out = torch.zeros(G, M, N, dtype=torch.int64)
-    s = torch.zeros(G, M, N, dtype=torch.int64)  # the W-bit partial sums
+    gap, first, nxt, any_event = fault_tables(p, K)
+    streams = _Streams(seed, layer, G, M, w3.shape[2], row_offset)
+    next_event = streams.first_events(gap, K) if any_event else torch.full((G, M, w3.shape[2]), K)
+    counts = torch.zeros(2, W, dtype=torch.int64)  # injected, corrected
+    protected = (protect >> torch.arange(W)) & 1
+    out = torch.zeros(G, M, w3.shape[2], dtype=torch.int64)
+    s = torch.zeros_like(out)  # the W-bit partial sums
     for k in range(K):
         if k % rows == 0:
             s.zero_()
         s = (s + a3[:, :, k, None] * w3[:, None, k, :]) % mod
         hit = next_event == k
         if hit.any():
-            # Lowest erring bit: smallest b with u < first[b].
-            u = next_uniform(hit)
-            first = torch.searchsorted(first_t, u, right=True).clamp(max=W - 1)
-            bits = torch.bitwise_left_shift(torch.ones_like(first), first)
-            # From erring bit j, one draw picks the next erring bit above it
-            # (or none); no draw when no higher bit can err.
-            js = torch.arange(W, dtype=torch.int64)
-            hit_idx = hit.nonzero(as_tuple=True)
-            j = first.clone()
-            live = (j < W - 1) & (next_t[j.clamp(max=W - 1), W - 1] > 0)
-            while bool(live.any()):
-                sel = torch.zeros_like(hit)
-                sel[tuple(ix[live] for ix in hit_idx)] = True
-                v = next_uniform(sel)  # flat order of sel == order of live entries
-                rows_j = next_t[j[live]]  # [live, W]; 0 for b <= j
-                b = (rows_j <= v[:, None]).sum(1)  # first b with v < next[j][b], W if none
-                found = b < W
-                idx = live.nonzero(as_tuple=True)[0]
-                bits[idx[found]] |= torch.bitwise_left_shift(torch.ones_like(b[found]), b[found])
-                j[idx[found]] = b[found]
-                still = torch.zeros_like(live)
-                still[idx[found]] = True
-                live = still & (j < W - 1) & (next_t[j.clamp(max=W - 1), W - 1] > 0)
-            on = (bits[:, None] >> js) & 1  # [hits, W]
-            prot = (protect >> js) & 1
-            corrected_k = (on * prot).sum(0).tolist()  # detected, replayed: s unchanged
-            injected_k = (on * (1 - prot)).sum(0).tolist()
-            for b in range(W):
-                corrected[b] += corrected_k[b]
-                injected[b] += injected_k[b]
+            bits = _event_bits(streams, hit, first, nxt, W)
+            on = (bits[:, None] >> torch.arange(W)) & 1  # [hits, W]
+            counts[0] += (on * (1 - protected)).sum(0)
+            counts[1] += (on * protected).sum(0)  # detected and replayed: s unchanged
             s[hit] = s[hit] ^ (bits & ~protect)
-            nxt = (k + 1) + sample_gap(next_uniform(hit))
-            next_event[hit] = nxt.clamp(max=K)
+            next_event[hit] = ((k + 1) + _sample_gap(gap, streams.uniform(hit))).clamp(max=K)
         if k % rows == rows - 1 or k == K - 1:
             out += torch.where(s >= mod // 2, s - mod, s)  # sign_extend_W
     out = ((out + (1 << 31)) % (1 << 32) - (1 << 31)).to(torch.int32)  # wrap to int32
-    stats = torch.tensor([injected, corrected], dtype=torch.int64)
-    return (out if batched else out.squeeze(0)), stats
+    return (out if batched else out.squeeze(0)), counts

@@ -25,8 +25,7 @@ import torchvision
 import benchlib
 import pyvs
 from pyvs import data, models, timing
-from pyvs.nn import FaultConfig, set_faults
-from pyvs.nn.config import set_image_offset
+from pyvs.nn import FaultConfig, forward_pass, set_faults
 
 
 def sync(device):
@@ -45,18 +44,18 @@ def images_per_s(model, batches, device, dtype=None, channels_last=False):
             x = x.to(dtype)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        set_image_offset(model, offset)
-        offset += len(x)
         sync(device)
         t0 = time.perf_counter()
-        model(x)
+        with forward_pass(offset):
+            model(x)
         sync(device)
+        offset += len(x)
         if i > 0:
             rates.append(len(x) / (time.perf_counter() - t0))
     return max(rates)
 
 
-def main():
+def parse_args():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--weights", default=None, help="state_dict of torchvision's int8 MobileNetV2")
@@ -67,23 +66,26 @@ def main():
     ap.add_argument("--batches", type=int, default=None, help="timed batches + 1 warm-up (default: 4 CUDA, 3 CPU)")
     ap.add_argument("--append", action="store_true", help="append the table to benchmarks/RESULTS.md")
     args = ap.parse_args()
-    dev = args.device
-    cuda = dev == "cuda"
-    bs = args.batch_size or (256 if cuda else 50)
-    nb = args.batches or (4 if cuda else 3)
+    cuda = args.device == "cuda"
+    args.batch_size = args.batch_size or (256 if cuda else 50)
+    args.batches = args.batches or (4 if cuda else 3)
+    if args.batches < 2:
+        raise SystemExit("bench_model: need at least 2 batches (one is a warm-up)")
+    return args
 
-    n = bs * nb
+
+def images_of(args):
+    """(float images [n, 3, 224, 224] on the CPU, what they are)."""
+    n = args.batch_size * args.batches
     if args.data:
         ds = data.imagenet_dataset(args.data, n)
-        images = torch.cat([x for x, _ in data.loader(ds, bs)])
-        source = f"{len(images)} sample images"
-    else:
-        images = torch.randn(n, 3, 224, 224, generator=torch.Generator().manual_seed(0))
-        source = f"{n} random images"
-    batches = [x.to(dev) for x in images.split(bs)]
-    if len(batches) < 2:
-        raise SystemExit("bench_model: need at least 2 batches (one is a warm-up)")
+        images = torch.cat([x for x, _ in data.loader(ds, args.batch_size)])
+        return images, f"{len(images)} sample images"
+    return torch.randn(n, 3, 224, 224, generator=torch.Generator().manual_seed(0)), f"{n} random images"
 
+
+def models_of(args, images):
+    """(float model, converted int8 model, what the int8 model is), on the device."""
     fmodel = (models.float_model("mobilenet_v2", args.float_weights) if args.float_weights
               else torchvision.models.mobilenet_v2().eval())
     if args.weights:
@@ -92,18 +94,22 @@ def main():
     else:
         qmodel = pyvs.convert(torchvision.models.mobilenet_v2().eval(), [images[:8]])
         what = "pyvs PTQ of a random-weight MobileNetV2"
-    qmodel = qmodel.to(dev)
-    fmodel = fmodel.to(dev)
+    return fmodel.to(args.device), qmodel.to(args.device), what
 
-    rows = []
-    if cuda:
+
+def main():
+    args = parse_args()
+    dev = args.device
+    images, source = images_of(args)
+    batches = [x.to(dev) for x in images.split(args.batch_size)]
+    fmodel, qmodel, what = models_of(args, images)
+    if dev == "cuda":
         f16 = fmodel.half().to(memory_format=torch.channels_last)
         base = images_per_s(f16, batches, dev, torch.float16, channels_last=True)
-        base_name = "torchvision float MobileNetV2, fp16 channels-last"
+        rows = [("torchvision float MobileNetV2, fp16 channels-last", base)]
     else:
         base = images_per_s(fmodel, batches, dev)
-        base_name = "torchvision float MobileNetV2, float32"
-    rows.append((base_name, base))
+        rows = [("torchvision float MobileNetV2, float32", base)]
     table = timing.error_probabilities([0.53, 0.50])
     settings = [
         ("pyvs int8, fault-free", None),
@@ -115,13 +121,11 @@ def main():
     for name, cfg in settings:
         set_faults(qmodel, cfg)
         rows.append((name, images_per_s(qmodel, batches, dev)))
-
     lines = ["| model | images/s | vs clean float | one sweep point, 50,000 images |", "|---|---|---|---|"]
-    for name, rate in rows:
-        lines.append(f"| {name} | {rate:.1f} | {rate / base:.3f} | {50000 / rate / 60:.1f} min |")
-    notes = (f"{what}; {source}, batches of {bs}, best of {len(batches) - 1} timed batches after a "
-             "warm-up; images already decoded on the device. A sweep point is one evaluation; 'auto' "
-             "points take several.")
+    lines += [f"| {name} | {rate:.1f} | {rate / base:.3f} | {50000 / rate / 60:.1f} min |" for name, rate in rows]
+    notes = (f"{what}; {source}, batches of {args.batch_size}, best of {len(batches) - 1} timed batches "
+             "after a warm-up; images already decoded on the device. A sweep point is one evaluation; "
+             "'auto' points take several.")
     benchlib.report(benchlib.title("scripts/bench_model.py", dev), notes, lines, args.append)
 
 

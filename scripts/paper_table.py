@@ -6,16 +6,10 @@ latency overhead and energy saving, beside the paper's headline numbers.
 """
 import argparse
 
+from pyvs.accumulator import describe_mask
 from pyvs.latency import ArrayConfig
-from pyvs.sweep import load_results, rescore
-
-
-def bits(mask_hex: str) -> str:
-    m = int(mask_hex, 16)
-    b = [i for i in range(32) if m >> i & 1]
-    if not b:
-        return "none"
-    return f"{b[0]}-{b[-1]}" if b == list(range(b[0], b[-1] + 1)) else ",".join(map(str, b))
+from pyvs.results import load_results
+from pyvs.sweep import rescore
 
 
 def main():
@@ -26,7 +20,7 @@ def main():
     rows, _, meta = load_results(args.results)
     if args.array_batch != 1:
         rows = rescore(args.results, ArrayConfig(batch=args.array_batch))
-    by = {(r["voltage"], r["strategy"]): r for r in rows if r["seed"] == 0}
+    by = {(r.voltage, r.strategy): r for r in rows if r.seed == 0}
     volts = sorted({v for v, _ in by}, reverse=True)
     print(f"{meta['n_images']} images; fault-free top-1 {100 * meta['clean']['top1']:.1f} %; "
           f"array batch {args.array_batch}")
@@ -37,10 +31,10 @@ def main():
         n, a, al = by.get((v, "none")), by.get((v, "auto")), by.get((v, "all"))
         if not (n and a and al):
             continue
-        pct = lambda r, k: f"{100 * r[k]:.1f}"  # noqa: E731
-        print(f"| {v:.2f} | {pct(n, 'top1')} | {pct(a, 'top1')} | {pct(al, 'top1')} | {pct(a, 'agree')} | "
-              f"{bits(a['protect'])} | {a['corrected_per_image']:.3g} | {100 * a['latency_overhead']:.3g} % | "
-              f"{pct(n, 'energy_saving')} / {pct(a, 'energy_saving')} / {pct(al, 'energy_saving')} % |")
+        print(f"| {v:.2f} | {100 * n.top1:.1f} | {100 * a.top1:.1f} | {100 * al.top1:.1f} | "
+              f"{100 * a.agree:.1f} | {describe_mask(a.mask)} | {a.corrected_per_image:.3g} | "
+              f"{100 * a.latency_overhead:.3g} % | {100 * n.energy_saving:.1f} / {100 * a.energy_saving:.1f} / "
+              f"{100 * al.energy_saving:.1f} % |")
 
 
 if __name__ == "__main__":

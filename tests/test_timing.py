@@ -132,7 +132,7 @@ def _doc(**over):
     (_doc(p=[[-0.1] + [0.0] * 7, [0.0] * 8]), "is not a probability"),
     (_doc(voltages=[0.6, 0.5]), "strictly increasing"),
     (_doc(voltages=[0.5, 0.5]), "strictly increasing"),
-    (_doc(acc_bits=40), "acc_bits must be an integer in 8..32"),
+    (_doc(acc_bits=40), "acc_bits .the accumulator width. must be an integer between 8 and 32"),
     (_doc(freq_ghz=-1), "freq_ghz must be a positive number"),
     (_doc(format="other"), "is not a pyvs error table"),
     (_doc(version=99), "unsupported error-table version"),
@@ -155,12 +155,13 @@ def test_unreadable_tables_are_rejected(tmp_path):
 # ---- bad input -------------------------------------------------------------
 
 @pytest.mark.parametrize("call,match", [
-    (lambda: T.error_probabilities([0.3]), "not above the threshold voltage"),
-    (lambda: T.error_probabilities([0.2, 0.9]), "not above the threshold voltage"),
+    (lambda: T.error_probabilities([0.3]), r"outside the timing model's range \(Vth = 0.3, 1.2\]"),
+    (lambda: T.error_probabilities([0.2, 0.9]), "0.2 V is outside the timing model's range"),
     (lambda: T.error_probabilities([]), "voltage grid is empty"),
-    (lambda: T.error_probabilities([float("nan")]), "not above the threshold"),
-    (lambda: T.error_probabilities([0.9], freq_ghz=-0.7), "positive frequency"),
-    (lambda: T.error_probabilities([0.9], freq_ghz=0.0), "positive frequency"),
+    (lambda: T.error_probabilities([float("nan")]), "voltage must be a finite number"),
+    (lambda: T.error_probabilities([1.3]), "1.3 V is outside the timing model's range"),
+    (lambda: T.error_probabilities([0.9], freq_ghz=-0.7), r"freq_ghz \(the clock, GHz\) must be positive"),
+    (lambda: T.error_probabilities([0.9], freq_ghz=0.0), "must be positive"),
     (lambda: T.error_probabilities([0.9], acc_bits=7), "between 8 and 32"),
     (lambda: T.error_probabilities([0.9], acc_bits=33), "between 8 and 32"),
     (lambda: T.error_probabilities([0.9], adder="magic"), "unknown adder"),
@@ -191,5 +192,5 @@ def test_timing_command_writes_table_and_heatmap(tmp_path, capsys):
     assert table.voltages == [0.5, 0.55, 0.6]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "0.50V" in capsys.readouterr().out
-    with pytest.raises(SystemExit, match="not above the threshold voltage"):
+    with pytest.raises(SystemExit, match="pyvs timing: voltage 0.2 V is outside the timing model's range"):
         main(["timing", "--vmin", "0.2", "--out", "", "--plot", ""])

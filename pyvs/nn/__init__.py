@@ -2,14 +2,21 @@
 
     voltage -> error table -> op -> layer -> model -> evaluation -> report
                                     ^^^^^^^^^^^^^^
+
+- :mod:`.config`: :class:`FaultConfig`, what the array does wrong and protects.
+- :mod:`.int8`: the int8 runtime's roundings (quantize, requantize, QNNPACK add).
+- :mod:`.probe`: the forward pass's image offset and what it measured.
+- :mod:`.layers`: :class:`SystolicConv2d`, :class:`SystolicLinear`, :func:`set_faults`.
+- :mod:`.surgery`, :mod:`.convert`, :mod:`.ptq`: putting a model on the array.
 """
-from .config import (FaultConfig, fault_stats, reset_stats, set_faults, set_image_offset,
-                     stream_id, systolic_layers, total_stats)
+from .config import FaultConfig
 from .convert import convert, from_quantized, is_quantized_model
-from .layers import FakeQuant, QuantFunctional, SystolicConv2d, SystolicLayer, SystolicLinear
+from .int8 import FakeQuant, QuantFunctional
+from .layers import SystolicConv2d, SystolicLayer, SystolicLinear, set_faults, stream_id, systolic_layers
+from .probe import Probe, forward_pass
 
 __all__ = [
-    "FaultConfig", "set_faults", "set_image_offset", "reset_stats", "fault_stats", "total_stats",
-    "stream_id", "systolic_layers", "convert", "from_quantized", "is_quantized_model",
+    "FaultConfig", "set_faults", "systolic_layers", "stream_id", "Probe", "forward_pass",
+    "convert", "from_quantized", "is_quantized_model",
     "SystolicConv2d", "SystolicLinear", "SystolicLayer", "FakeQuant", "QuantFunctional",
 ]

@@ -1,7 +1,8 @@
 """Drop-in conv and linear layers that run on the simulated systolic array.
 
 A layer takes a float tensor and returns a float tensor, like the layer it
-replaces; inside, it is integer arithmetic, as on an int8 accelerator:
+replaces; inside, it is integer arithmetic, as on an int8 accelerator
+(:mod:`pyvs.nn.int8` emulates the runtime's roundings):
 
 1. quantize the input: q = clamp(round(x * (1 / s_in)) + z_in, qmin, qmax)
    (float32, round half to even), uint8 (quint8 convention) or int8;
@@ -16,23 +17,30 @@ replaces; inside, it is integer arithmetic, as on an int8 accelerator:
    M[n] = float32(s_in * s_w[n] / s_out), then return (y - z_out) * s_out;
    or (no output grid) return float32(float64(acc') * s_in * s_w[n]).
 
-Weights are symmetric int8 (zero point 0), per output channel or per tensor.
+Weights are symmetric int8 (zero point 0), per output channel or per tensor,
+kept in PyTorch's [Cout, Cin/groups, kh, kw] / [out, in] layout: as the
+GEMM's [G, K, N] operand that is the column-major layout the int8 GEMMs
+want, so no weight is ever copied per call. The global image offset and
+the probe that collects counts come from :func:`pyvs.nn.probe.forward_pass`.
 """
 from __future__ import annotations
 
 import math
-import struct
-from typing import Optional
+import zlib
+from typing import Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..accumulator import check_width
+from ..checks import integer
 from ..ops import systolic_matmul
-from .config import FaultConfig, stream_id
+from .config import FaultConfig
+from .int8 import QRANGE, check_dtype, f32, quantize, requantize
+from .probe import current_pass
 
-_QRANGE = {"uint8": (0, 255), "int8": (-128, 127)}
-_ZERO_P = {}
+_ZERO_P: Dict[int, torch.Tensor] = {}
 
 
 def _zero_p(W: int) -> torch.Tensor:
@@ -41,23 +49,22 @@ def _zero_p(W: int) -> torch.Tensor:
     return _ZERO_P[W]
 
 
-def quantize_bias(bias: torch.Tensor, in_scale: float, w_scale: torch.Tensor) -> torch.Tensor:
-    """float bias [Cout] -> int32 on the accumulator's scale s_in * s_w[n]:
-    round(b * (1 / (s_in * s_w))) in float32, as ATen quantizes int32 biases
-    (b / (s_in * s_w) differs in the last bit now and then)."""
-    scale = torch.tensor(in_scale, dtype=torch.float32) * w_scale.to(torch.float32)
-    q = torch.round(bias.detach().float() * (1.0 / scale))
-    return q.clamp(-2**31, 2**31 - 1).to(torch.int32)
+def stream_id(qualified_name: str) -> int:
+    """A layer's random stream id: CRC-32 of its qualified module name, so it
+    depends on nothing but the name (not on the order layers are visited)."""
+    return zlib.crc32(qualified_name.encode()) & 0xFFFFFFFF
 
 
 class SystolicLayer(nn.Module):
     """Shared part of :class:`SystolicConv2d` and :class:`SystolicLinear`.
 
     Buffers: ``weight_q`` int8 (the layer's weight shape), ``w_scale`` float32
-    [Cout], ``bias_q`` int32 [Cout], ``colsum`` int64 [Cout]. Attributes:
-    in_scale/in_zero_point/in_dtype, out_scale/out_zero_point/out_min/out_max
+    [Cout], ``bias_q`` int32 [Cout], ``acc_offset`` int32 [Cout] (bias minus
+    the input zero point's share), ``acc_scale`` float32 [Cout] and, with an
+    output grid, ``requant`` float32 [Cout]. Attributes: in_scale /
+    in_zero_point / in_dtype, out_scale / out_zero_point / out_min / out_max
     (out_scale None: float output), acc_bits (W), name, stream (random stream
-    id), fault (:class:`FaultConfig` or None), image_offset, stats int64 [2, W].
+    id), fault (:class:`FaultConfig` or None).
     """
 
     def __init__(self, weight_q: torch.Tensor, w_scale: torch.Tensor, bias_q: Optional[torch.Tensor],
@@ -67,76 +74,51 @@ class SystolicLayer(nn.Module):
         super().__init__()
         if weight_q.dtype != torch.int8:
             raise TypeError(f"{type(self).__name__}: weights must be int8, got {weight_q.dtype}")
-        if in_dtype not in _QRANGE:
-            raise ValueError(f"activation dtype must be 'uint8' or 'int8', got {in_dtype!r}")
-        if not (math.isfinite(in_scale) and in_scale > 0):
-            raise ValueError(f"input scale must be positive, got {in_scale}")
-        qmin, qmax = _QRANGE[in_dtype]
-        if not qmin <= in_zero_point <= qmax:
-            raise ValueError(f"input zero point {in_zero_point} is outside the {in_dtype} range")
-        if not 8 <= acc_bits <= 32:
-            raise ValueError(f"acc_bits must be 8..32, got {acc_bits}")
+        self.in_dtype, self.in_scale = check_dtype(in_dtype), _scale(in_scale, "input scale")
+        self.in_min, self.in_max = QRANGE[in_dtype]
+        self.in_zero_point = integer(in_zero_point, "input zero point", self.in_min, self.in_max)
+        self.acc_bits = check_width(acc_bits)
         cout = weight_q.shape[0]
         w_scale = torch.as_tensor(w_scale, dtype=torch.float32).reshape(-1).expand(cout).clone()
-        if bias_q is None:
-            bias_q = torch.zeros(cout, dtype=torch.int32)
+        bias_q = torch.zeros(cout, dtype=torch.int32) if bias_q is None else bias_q.to(torch.int32)
+        colsum = weight_q.reshape(cout, -1).to(torch.int64).sum(1)
         self.register_buffer("weight_q", weight_q.contiguous())
         self.register_buffer("w_scale", w_scale)
-        self.register_buffer("bias_q", bias_q.to(torch.int32))
-        self.register_buffer("colsum", weight_q.reshape(cout, -1).to(torch.int64).sum(1))
+        self.register_buffer("bias_q", bias_q)
         # Step 3 in one add: bias_q - z_in * colsum, per output channel.
-        self.register_buffer("acc_offset", (self.bias_q.to(torch.int64) - int(in_zero_point) * self.colsum)
+        self.register_buffer("acc_offset", (bias_q.to(torch.int64) - self.in_zero_point * colsum)
                              .to(torch.int32))
-        self.in_scale, self.in_zero_point, self.in_dtype = float(in_scale), int(in_zero_point), in_dtype
-        self.in_min, self.in_max = qmin, qmax
-        self.out_scale = None if out_scale is None else float(out_scale)
-        self.out_zero_point = int(out_zero_point)
-        omin, omax = _QRANGE[out_dtype]
-        self.out_min = self.out_zero_point if out_relu else omin
-        self.out_max = omax
-        self.acc_bits = int(acc_bits)
-        self.name = name
-        self.stream = stream_id(name)
-        self.fault: Optional[FaultConfig] = None
-        self.image_offset = 0
-        self.stats = torch.zeros(2, self.acc_bits, dtype=torch.int64)
-        # (groups, GEMM rows per image, K, N per group) of the last forward
-        self.gemm_shape: Optional[tuple] = None
         # float32 scale products, as the int8 runtimes compute them
-        s_in = torch.tensor(self.in_scale, dtype=torch.float32)
-        self.register_buffer("acc_scale", s_in * self.w_scale)
+        self.register_buffer("acc_scale", f32(self.in_scale) * w_scale)
+        self.out_scale = None if out_scale is None else _scale(out_scale, "output scale")
+        self.out_zero_point = int(out_zero_point)
+        omin, omax = QRANGE[check_dtype(out_dtype, "output dtype")]
+        self.out_min, self.out_max = (self.out_zero_point if out_relu else omin), omax
         if self.out_scale is not None:
-            self.register_buffer("requant", s_in * self.w_scale / torch.tensor(self.out_scale, dtype=torch.float32))
-
-    # -- settings -------------------------------------------------------------
-    def set_name(self, name: str) -> None:
-        """Qualified module name; the random stream id follows from it."""
+            self.register_buffer("requant", self.acc_scale / f32(self.out_scale))
         self.name, self.stream = name, stream_id(name)
+        self.fault: Optional[FaultConfig] = None
 
     def set_fault(self, config: Optional[FaultConfig]) -> None:
-        if config is not None and config.p_bits is not None and config.p_bits.numel() != self.acc_bits:
-            raise ValueError(f"layer {self.name!r}: the probability table has {config.p_bits.numel()} "
+        if config is not None and not isinstance(config, FaultConfig):
+            raise TypeError(f"layer {self.name!r}: expected a FaultConfig or None, got "
+                            f"{type(config).__name__}")
+        if config is not None and config.acc_bits not in (None, self.acc_bits):
+            raise ValueError(f"layer {self.name!r}: the probability table has {config.acc_bits} "
                              f"entries but the accumulator is {self.acc_bits} bits wide")
         self.fault = config
 
-    # -- the arithmetic ---------------------------------------------------------
-    def quantize_input(self, x: torch.Tensor) -> torch.Tensor:
-        """float x -> uint8/int8 q on the input grid."""
-        inv = 1.0 / torch.tensor(self.in_scale, dtype=torch.float32)
-        q = (x.float() * inv).round_().add_(self.in_zero_point)  # x itself is left untouched
-        return q.clamp_(self.in_min, self.in_max).to(torch.uint8 if self.in_dtype == "uint8" else torch.int8)
-
-    def gemm(self, a: torch.Tensor, w: torch.Tensor, row_offset: int) -> torch.Tensor:
-        """a [G, M, K] uint8/int8, w [G, K, N] int8 -> int32 [G, M, N] on the array."""
-        cfg = self.fault
-        if cfg is None:
-            p, protect, seed, rows, impl = _zero_p(self.acc_bits), 0, 0, 256, "auto"
-        else:
-            p = _zero_p(self.acc_bits) if cfg.p_bits is None else cfg.p_bits
-            protect, seed, rows, impl = cfg.protect, cfg.seed, cfg.rows, cfg.impl
-        out, stats = systolic_matmul(a, w, p, protect=protect, seed=seed, layer=self.stream,
-                                     row_offset=row_offset, rows=rows, impl=impl)
-        self.stats += stats.cpu()
+    def gemm(self, a: torch.Tensor, w: torch.Tensor, rows_per_image: int) -> torch.Tensor:
+        """a [G, M, K] uint8/int8, w [G, K, N] int8 -> int32 [G, M, N] on the
+        array; a's rows are those of whole images, rows_per_image each."""
+        cfg = self.fault or FaultConfig()
+        p = _zero_p(self.acc_bits) if cfg.p_bits is None else cfg.p_bits
+        ctx = current_pass()
+        out, stats = systolic_matmul(a, w, p, protect=cfg.protect, seed=cfg.seed, layer=self.stream,
+                                     row_offset=ctx.image_offset * rows_per_image, rows=cfg.rows,
+                                     impl=cfg.impl)
+        if ctx.probe is not None:
+            ctx.probe.record(self.name, stats, (w.shape[0], rows_per_image, w.shape[1], w.shape[2]))
         return out
 
     def finish(self, acc: torch.Tensor) -> torch.Tensor:
@@ -146,11 +128,8 @@ class SystolicLayer(nn.Module):
         acc = acc.add_(self.acc_offset)
         if self.out_scale is None:
             return (acc.double() * self.acc_scale.double()).float()
-        # round(acc * M) + z clamped to [omin, omax], minus z: the same as
-        # clamping round(acc * M) to [omin - z, omax - z].
-        y = acc.float().mul_(self.requant).round_()
-        y.clamp_(self.out_min - self.out_zero_point, self.out_max - self.out_zero_point)
-        return y.mul_(self.out_scale)
+        return requantize(acc, self.requant, self.out_scale, self.out_min - self.out_zero_point,
+                          self.out_max - self.out_zero_point)
 
     def extra_repr(self) -> str:
         out = "float" if self.out_scale is None else f"scale={self.out_scale:.4g}, zp={self.out_zero_point}"
@@ -158,26 +137,58 @@ class SystolicLayer(nn.Module):
                 f"zp={self.in_zero_point}), out=({out}), acc_bits={self.acc_bits}")
 
 
+def _scale(value, what: str) -> float:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{what} must be positive, got {value}")
+    return float(value)
+
+
+def _pair(v) -> Tuple[int, int]:
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
 class SystolicConv2d(SystolicLayer):
     """Conv2d on the systolic array. Input float [N, Cin, H, W]; output float
     [N, Cout, Ho, Wo]. Groups (depthwise too) run as one [G, M, K] GEMM; GEMM
-    row m = (image, output pixel), global row = image_offset * Ho * Wo + m."""
+    row m = (image, output pixel), with Ho * Wo rows per image."""
 
     def __init__(self, weight_q, w_scale, bias_q, in_scale, in_zero_point, *, stride=1, padding=0,
                  dilation=1, groups=1, **kw):
         super().__init__(weight_q, w_scale, bias_q, in_scale, in_zero_point, **kw)
         if weight_q.dim() != 4:
             raise ValueError(f"SystolicConv2d: weight must be [Cout, Cin/groups, kh, kw], got {tuple(weight_q.shape)}")
-        pair = lambda v: (v, v) if isinstance(v, int) else tuple(v)  # noqa: E731
-        self.stride, self.padding, self.dilation = pair(stride), pair(padding), pair(dilation)
+        self.stride, self.padding, self.dilation = _pair(stride), _pair(padding), _pair(dilation)
         self.groups = int(groups)
         cout, cin_g, kh, kw_ = weight_q.shape
         if cout % self.groups:
             raise ValueError(f"SystolicConv2d: {cout} output channels do not split into {groups} groups")
         self.in_channels, self.out_channels, self.kernel_size = cin_g * self.groups, cout, (kh, kw_)
+
+    def gemm_weights(self) -> torch.Tensor:
+        """int8 [G, K, N]: a column-major view of weight_q, K = (c, i, j) as unfold orders it."""
         g = self.groups
-        # [G, K, Cout/G]: the GEMM's weight operand, K = (c, i, j) as unfold orders it
-        self.register_buffer("w_gemm", weight_q.reshape(g, cout // g, cin_g * kh * kw_).transpose(1, 2).contiguous())
+        return self.weight_q.view(g, self.out_channels // g, -1).transpose(1, 2)
+
+    def im2col(self, q: torch.Tensor, ho: int, wo: int) -> torch.Tensor:
+        """8-bit q [N, Cin, H, W] -> GEMM rows [G, N * Ho * Wo, K]. Padding is
+        real zero, i.e. the zero point on the quantized grid. One strided copy
+        per kernel tap: 3x faster than one 7-D gather (depthwise convs spend
+        most of a CPU forward pass here)."""
+        n, _, h, w = q.shape
+        g, (kh, kw) = self.groups, self.kernel_size
+        (sh, sw), (ph, pw), (dh, dw) = self.stride, self.padding, self.dilation
+        cg = self.in_channels // g
+        if (kh, kw, sh, sw, ph, pw) == (1, 1, 1, 1, 0, 0):
+            cols = q.reshape(n, g, cg, h, w).permute(1, 0, 3, 4, 2)               # [G, N, H, W, Cg]
+        else:
+            qp = F.pad(q, (pw, pw, ph, ph), value=self.in_zero_point)
+            src = qp.view(n, g, cg, qp.shape[2], qp.shape[3]).permute(1, 0, 3, 4, 2)  # [G, N, Hp, Wp, Cg]
+            cols = torch.empty((g, n, ho, wo, cg, kh, kw), dtype=q.dtype, device=q.device)
+            for i in range(kh):
+                for j in range(kw):
+                    cols[..., i, j] = src[:, :, i * dh: i * dh + sh * (ho - 1) + 1: sh,
+                                          j * dw: j * dw + sw * (wo - 1) + 1: sw]
+        return cols.reshape(g, n * ho * wo, -1).contiguous()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4:
@@ -186,32 +197,13 @@ class SystolicConv2d(SystolicLayer):
         if x.shape[1] != self.in_channels:
             raise ValueError(f"layer {self.name!r} expects {self.in_channels} input channels, got {x.shape[1]}")
         n, _, h, w = x.shape
-        kh, kw = self.kernel_size
-        (sh, sw), (ph, pw), (dh, dw) = self.stride, self.padding, self.dilation
+        (kh, kw), (sh, sw) = self.kernel_size, self.stride
+        (ph, pw), (dh, dw) = self.padding, self.dilation
         ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
         wo = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-        q = self.quantize_input(x)
-        g = self.groups
-        cg = self.in_channels // g
-        if (kh, kw, sh, sw, ph, pw) == (1, 1, 1, 1, 0, 0):
-            cols = q.reshape(n, g, cg, h, w).permute(1, 0, 3, 4, 2)               # [G, N, H, W, Cg]
-        else:
-            # Padding is real zero, i.e. the zero point on the quantized grid.
-            # im2col on the 8-bit values, K ordered (c, i, j) as torch's unfold
-            # orders it: one strided copy per kernel tap, which is 3x faster
-            # than one 7-D gather (depthwise convs spend most of a CPU
-            # forward pass here).
-            qp = F.pad(q, (pw, pw, ph, ph), value=self.in_zero_point)
-            src = qp.view(n, g, cg, qp.shape[2], qp.shape[3]).permute(1, 0, 3, 4, 2)  # [G, N, Hp, Wp, Cg]
-            cols = torch.empty((g, n, ho, wo, cg, kh, kw), dtype=q.dtype, device=q.device)
-            for i in range(kh):
-                for j in range(kw):
-                    cols[..., i, j] = src[:, :, i * dh: i * dh + sh * (ho - 1) + 1: sh,
-                                          j * dw: j * dw + sw * (wo - 1) + 1: sw]
-        a = cols.reshape(g, n * ho * wo, -1).contiguous()
-        self.gemm_shape = (g, ho * wo, a.shape[-1], self.out_channels // g)
-        acc = self.gemm(a, self.w_gemm, self.image_offset * ho * wo)             # [G, N*L, Cout/G]
-        acc = acc[0] if g == 1 else acc.permute(1, 0, 2).reshape(n * ho * wo, self.out_channels)
+        a = self.im2col(quantize(x, self.in_scale, self.in_zero_point, self.in_dtype), ho, wo)
+        acc = self.gemm(a, self.gemm_weights(), ho * wo)                           # [G, N*L, Cout/G]
+        acc = acc[0] if self.groups == 1 else acc.permute(1, 0, 2).reshape(n * ho * wo, self.out_channels)
         return self.finish(acc).view(n, ho, wo, self.out_channels).permute(0, 3, 1, 2).contiguous()
 
     def extra_repr(self) -> str:
@@ -221,110 +213,47 @@ class SystolicConv2d(SystolicLayer):
 
 class SystolicLinear(SystolicLayer):
     """Linear on the systolic array. Input float [N, *, in_features]; output
-    float [N, *, out_features]; global row = image_offset * prod(*) + m."""
+    float [N, *, out_features]; prod(*) GEMM rows per image."""
 
     def __init__(self, weight_q, w_scale, bias_q, in_scale, in_zero_point, **kw):
         super().__init__(weight_q, w_scale, bias_q, in_scale, in_zero_point, **kw)
         if weight_q.dim() != 2:
             raise ValueError(f"SystolicLinear: weight must be [out, in], got {tuple(weight_q.shape)}")
         self.out_features, self.in_features = weight_q.shape
-        self.register_buffer("w_gemm", weight_q.t().contiguous().unsqueeze(0))  # [1, K, N]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() < 2 or x.shape[-1] != self.in_features:
             raise ValueError(f"layer {self.name!r} (SystolicLinear) expects [N, ..., {self.in_features}], "
                              f"got shape {tuple(x.shape)}")
         lead = x.shape[:-1]
-        per_image = math.prod(lead[1:])
-        q = self.quantize_input(x).reshape(1, -1, self.in_features)
-        self.gemm_shape = (1, per_image, self.in_features, self.out_features)
-        acc = self.gemm(q, self.w_gemm, self.image_offset * per_image)[0]
+        q = quantize(x, self.in_scale, self.in_zero_point, self.in_dtype).reshape(1, -1, self.in_features)
+        w = self.weight_q.unsqueeze(0).transpose(1, 2)  # [1, K, N], column-major
+        acc = self.gemm(q, w, math.prod(lead[1:]))[0]
         return self.finish(acc).reshape(*lead, self.out_features)
 
     def extra_repr(self) -> str:
         return f"{self.in_features}, {self.out_features}, " + super().extra_repr()
 
 
-class FakeQuant(nn.Module):
-    """Rounds a float tensor to a quantization grid and back (what an int8
-    model's quantize step, or an op's requantized output, does to values)."""
-
-    def __init__(self, scale: float, zero_point: int, dtype: str = "uint8"):
-        super().__init__()
-        self.scale, self.zero_point, self.dtype = float(scale), int(zero_point), dtype
-        self.qmin, self.qmax = _QRANGE[dtype]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        inv = 1.0 / torch.tensor(self.scale, dtype=torch.float32)
-        q = (torch.round(x.float() * inv) + self.zero_point).clamp_(self.qmin, self.qmax)
-        return (q - self.zero_point) * torch.tensor(self.scale, dtype=torch.float32)
-
-    def extra_repr(self) -> str:
-        return f"scale={self.scale:.4g}, zero_point={self.zero_point}, dtype={self.dtype}"
+def systolic_layers(model: nn.Module) -> List[Tuple[str, SystolicLayer]]:
+    """(qualified name, layer) for every systolic layer of a model."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, SystolicLayer)]
 
 
-def _f32_bits(x: float) -> int:
-    return struct.unpack("<I", struct.pack("<f", x))[0]
-
-
-def _f32_from_bits(b: int) -> float:
-    return struct.unpack("<f", struct.pack("<I", b & 0xFFFFFFFF))[0]
-
-
-def _f32(x: float) -> float:
-    return struct.unpack("<f", struct.pack("<f", x))[0]
-
-
-class QuantFunctional(nn.Module):
-    """Float stand-in for torch.ao's QFunctional (quantized add, cat, ...):
-    the result is rounded to the op's output grid.
-
-    When the input grids of ``add``/``add_relu`` are known (``inputs``,
-    recorded by :func:`pyvs.nn.from_quantized`), the add is QNNPACK's
-    fixed-point uint8 add, step for step (each input times an integer
-    multiplier, a rounding right shift): bit-identical to torchvision's int8
-    models on the qnnpack engine. Otherwise the float sum is rounded."""
-
-    def __init__(self, scale: float, zero_point: int, inputs=None):
-        super().__init__()
-        self.out = FakeQuant(scale, zero_point)
-        self.inputs = inputs  # ((s_a, z_a), (s_b, z_b)) or None
-
-    def _fixed_point_add(self, a, b, relu):
-        (sa, za), (sb, zb) = self.inputs
-        so, zo = self.out.scale, self.out.zero_point
-        qa = (torch.round(a.float() / torch.tensor(sa, dtype=torch.float32)) + za).to(torch.int64)
-        qb = (torch.round(b.float() / torch.tensor(sb, dtype=torch.float32)) + zb).to(torch.int64)
-        a_os, b_os = _f32(_f32(sa) / _f32(so)), _f32(_f32(sb) / _f32(so))
-        shift = 21 - ((_f32_bits(max(a_os, b_os)) >> 23) - 127)
-        # a_os * 2^shift (exponent bump), rounded half to even like lrintf
-        am = round(_f32_from_bits(_f32_bits(a_os) + (shift << 23)))
-        bm = round(_f32_from_bits(_f32_bits(b_os) + (shift << 23)))
-        acc = qa * am + qb * bm - (am * za + bm * zb)
-        mask = (1 << shift) - 1
-        rem = (acc & mask) - (acc < 0).to(torch.int64)
-        acc = (acc >> shift) + (rem > (mask >> 1)).to(torch.int64)
-        y = (acc + zo).clamp_(zo if relu else 0, 255)
-        return (y - zo).float() * torch.tensor(so, dtype=torch.float32)
-
-    def add(self, a, b):
-        if self.inputs is not None:
-            return self._fixed_point_add(a, b, relu=False)
-        return self.out(a + b)
-
-    def add_relu(self, a, b):
-        if self.inputs is not None:
-            return self._fixed_point_add(a, b, relu=True)
-        return self.out(torch.relu(a + b))
-
-    def mul(self, a, b):
-        return self.out(a * b)
-
-    def cat(self, xs, dim=0):
-        return self.out(torch.cat(xs, dim=dim))
-
-    def add_scalar(self, a, s):
-        return self.out(a + s)
-
-    def mul_scalar(self, a, s):
-        return self.out(a * s)
+def set_faults(model: nn.Module, config: Union[FaultConfig, Dict[str, FaultConfig], None]) -> None:
+    """Sets the fault config of every systolic layer (one FaultConfig or None),
+    or of the named layers (a dict from qualified name to FaultConfig; a name
+    that is not a systolic layer is an error)."""
+    layers = dict(systolic_layers(model))
+    if isinstance(config, dict):
+        unknown = sorted(set(config) - set(layers))
+        if unknown:
+            raise ValueError(f"set_faults: {unknown} are not systolic layers of this model")
+        for name, cfg in config.items():
+            layers[name].set_fault(cfg)
+    elif config is None or isinstance(config, FaultConfig):
+        for layer in layers.values():
+            layer.set_fault(config)
+    else:
+        raise TypeError(f"set_faults: expected a FaultConfig, a dict of them or None, got "
+                        f"{type(config).__name__}")

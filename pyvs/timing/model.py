@@ -230,5 +230,5 @@ class AnalyticModel:
 
 
 @functools.lru_cache(maxsize=32)
-def _cached_uniform_model(acc_bits: int, tech: TechParams, adder: str, design_freq_ghz: float):
+def cached_uniform_model(acc_bits: int, tech: TechParams, adder: str, design_freq_ghz: float):
     return AnalyticModel(acc_bits, tech, UniformOperands(), adder, design_freq_ghz)

@@ -28,7 +28,6 @@ def simulate(mac, tech: TechParams, a, w, x, rng: np.random.Generator):
     a, w: int arrays [N] of int8 values; x: int array [N] of W-bit patterns.
     Returns (sums [N, W] bool, arrival [N, W] float32)."""
     n = len(a)
-    W = len(mac.x)
     val = [None] * mac.net.n_nets
     arr = [None] * mac.net.n_nets
     zero_t = np.zeros(n, dtype=np.float32)

@@ -10,7 +10,8 @@ voltage (Vth, alpha), the guard-band, and the delay variation.
 from __future__ import annotations
 
 import dataclasses
-import math
+
+from ..checks import number
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,15 +63,12 @@ class TechParams:
 
     def __post_init__(self):
         for name in ("vdd_nominal", "alpha", "d_and", "d_or", "d_xor", "d_mux"):
-            v = getattr(self, name)
-            if not (math.isfinite(v) and v > 0):
-                raise ValueError(f"TechParams.{name} must be a positive number, got {v!r}")
-        if not (math.isfinite(self.vth) and 0 <= self.vth < self.vdd_nominal):
-            raise ValueError(f"TechParams.vth must be in [0, vdd_nominal), got {self.vth!r}")
-        if not (math.isfinite(self.guard_band) and self.guard_band >= 0):
-            raise ValueError(f"TechParams.guard_band must be >= 0, got {self.guard_band!r}")
-        if not (math.isfinite(self.sigma_gate) and 0 <= self.sigma_gate < 0.5):
+            number(getattr(self, name), f"TechParams.{name}", positive=True)
+        number(self.guard_band, "TechParams.guard_band", minimum=0.0)
+        if not 0 <= number(self.sigma_gate, "TechParams.sigma_gate") < 0.5:
             raise ValueError(f"TechParams.sigma_gate must be in [0, 0.5), got {self.sigma_gate!r}")
+        if not 0 <= number(self.vth, "TechParams.vth") < self.vdd_nominal:
+            raise ValueError(f"TechParams.vth must be in [0, vdd_nominal), got {self.vth!r}")
 
     def gate_delay(self, kind: str) -> float:
         """Delay of a gate kind ('and', 'nand', 'or', 'xor', 'mux'), in units of d(V)."""

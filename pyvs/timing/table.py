@@ -12,10 +12,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 from typing import List, Sequence
 
 import torch
+
+from ..accumulator import check_width
+from ..files import atomic_write
+from .probabilities import TimingOptions, check_voltages, error_probabilities
 
 FORMAT = "pyvs-error-table"
 VERSION = 1
@@ -49,8 +52,7 @@ class ErrorTable:
 
 
 def validate(voltages: Sequence[float], p: Sequence[Sequence[float]], freq_ghz: float, acc_bits: int):
-    if not isinstance(acc_bits, int) or not 8 <= acc_bits <= 32:
-        raise ValueError(f"error table: acc_bits must be an integer in 8..32, got {acc_bits!r}")
+    check_width(acc_bits, "error table: acc_bits")
     if not isinstance(freq_ghz, (int, float)) or not math.isfinite(freq_ghz) or freq_ghz <= 0:
         raise ValueError(f"error table: freq_ghz must be a positive number, got {freq_ghz!r}")
     if not isinstance(voltages, (list, tuple)) or not voltages:
@@ -74,23 +76,16 @@ def validate(voltages: Sequence[float], p: Sequence[Sequence[float]], freq_ghz: 
 
 def make_table(voltages, freq_ghz: float = 0.7, acc_bits: int = 32, **model_options) -> ErrorTable:
     """Runs :func:`pyvs.timing.error_probabilities` on a grid (volts, GHz, bits)."""
-    from . import _split_options, error_probabilities
     p = error_probabilities(voltages, freq_ghz, acc_bits, **model_options)
-    tech, ops, adder, design = _split_options(model_options)
-    params = {"tech": tech.as_dict(), "operands": ops.describe(), "adder": adder,
-              "design_freq_ghz": design}
-    v = [float(x) for x in (voltages.tolist() if isinstance(voltages, torch.Tensor) else voltages)]
-    return ErrorTable(v, p.tolist(), float(freq_ghz), int(acc_bits), params)
+    params = TimingOptions.from_kwargs(model_options).describe()
+    return ErrorTable(check_voltages(voltages), p.tolist(), float(freq_ghz), int(acc_bits), params)
 
 
 def save_table(table: ErrorTable, path: str) -> None:
     doc = {"format": FORMAT, "version": VERSION, "freq_ghz": table.freq_ghz,
            "acc_bits": table.acc_bits, "voltages": table.voltages, "p": table.p,
            "params": table.params}
-    tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        json.dump(doc, f, indent=1)
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(doc, indent=1))
 
 
 def load_table(path: str) -> ErrorTable:

@@ -26,17 +26,18 @@ from typing import Callable, List, Optional, Tuple
 
 import torch
 
+from .accumulator import full_mask, msb_mask
+
 _MSB = re.compile(r"^msb(\d+)$")
 
 
 def parse_strategy(name: str, acc_bits: int) -> Optional[int]:
     """The fixed protect mask of a strategy, or None for 'auto'. Unknown
     names and masks wider than the accumulator are ValueErrors."""
-    full = (1 << acc_bits) - 1
     if name == "none":
         return 0
     if name == "all":
-        return full
+        return full_mask(acc_bits)
     if name == "auto":
         return None
     m = _MSB.match(name)
@@ -44,13 +45,13 @@ def parse_strategy(name: str, acc_bits: int) -> Optional[int]:
         k = int(m.group(1))
         if not 0 <= k <= acc_bits:
             raise ValueError(f"strategy {name!r}: at most {acc_bits} bits can be protected")
-        return (full >> (acc_bits - k)) << (acc_bits - k) if k else 0
+        return msb_mask(k, acc_bits)
     if name.lower().startswith("0x"):
         try:
             mask = int(name, 16)
         except ValueError:
             raise ValueError(f"strategy {name!r} is not a hexadecimal mask") from None
-        if mask > full:
+        if mask > full_mask(acc_bits):
             raise ValueError(f"strategy {name!r}: the mask is wider than the {acc_bits}-bit accumulator")
         return mask
     raise ValueError(f"unknown strategy {name!r}: use none, all, msbN, 0xMASK or auto")
@@ -63,21 +64,23 @@ def bit_ranking(p_bits: torch.Tensor) -> List[int]:
     return sorted(erring, key=lambda b: (p[b] * 2.0 ** b, b), reverse=True)
 
 
-def meets_budget(row: dict, clean_top1: float, budget: float) -> bool:
-    return (1.0 - row["agree"]) <= budget + 1e-12 and (clean_top1 - row["top1"]) <= budget + 1e-12
+def meets_budget(row, clean_top1: float, budget: float) -> bool:
+    """Whether a result (with ``agree`` and ``top1``, fractions) loses at
+    most ``budget`` in golden agreement and in top-1."""
+    return (1.0 - row.agree) <= budget + 1e-12 and (clean_top1 - row.top1) <= budget + 1e-12
 
 
-def auto_select(evaluate_mask: Callable[[int], dict], p_bits: torch.Tensor, clean_top1: float,
-                budget: float) -> Tuple[int, List[Tuple[int, dict]]]:
+def auto_select(evaluate_mask: Callable, p_bits: torch.Tensor, clean_top1: float,
+                budget: float) -> Tuple[int, list]:
     """The smallest top-k mask of :func:`bit_ranking` that meets the budget.
 
-    evaluate_mask(mask) -> result row (with 'agree' and 'top1') runs one
-    evaluation. Returns (mask, [(mask, row) for every evaluation made])."""
+    evaluate_mask(mask) -> a result (with ``agree`` and ``top1``) runs one
+    evaluation. Returns (mask, [(mask, result) for every evaluation made])."""
     if budget < 0:
         raise ValueError(f"the accuracy-loss budget must be >= 0, got {budget}")
     ranking = bit_ranking(p_bits)
     mask_of = lambda k: sum(1 << b for b in ranking[:k])  # noqa: E731
-    tried: List[Tuple[int, dict]] = []
+    tried: list = []
     cache = {}
 
     def ok(k: int) -> bool:
@@ -99,14 +102,3 @@ def auto_select(evaluate_mask: Callable[[int], dict], p_bits: torch.Tensor, clea
     if hi == len(ranking) and hi not in cache:
         ok(hi)  # measure the final point (its replays and counts are needed anyway)
     return mask_of(hi), tried
-
-
-def pareto_front(points: List[Tuple[float, float]]) -> List[int]:
-    """Indices of the non-dominated (energy saving, accuracy loss) points:
-    higher saving and lower loss are better."""
-    front = []
-    for i, (s, l) in enumerate(points):
-        dominated = any((s2 >= s and l2 <= l) and (s2 > s or l2 < l) for j, (s2, l2) in enumerate(points) if j != i)
-        if not dominated:
-            front.append(i)
-    return sorted(front, key=lambda i: points[i][0])

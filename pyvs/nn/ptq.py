@@ -22,8 +22,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from .nn.convert import PASSTHROUGH, UNSUPPORTED, _check_left, _set_module, make_systolic
-from .nn.layers import quantize_bias
+from .int8 import check_dtype, quantize_bias
+from .surgery import check_mapped, make_systolic, set_module
 
 
 def _conv_bn_pairs(model: nn.Module) -> List[Tuple[str, str]]:
@@ -58,8 +58,8 @@ def fold_batchnorm(model: nn.Module) -> int:
     pairs = _conv_bn_pairs(model)
     for conv_name, bn_name in pairs:
         fused = fuse_conv_bn_eval(model.get_submodule(conv_name), model.get_submodule(bn_name))
-        _set_module(model, conv_name, fused)
-        _set_module(model, bn_name, nn.Identity())
+        set_module(model, conv_name, fused)
+        set_module(model, bn_name, nn.Identity())
     return len(pairs)
 
 
@@ -118,13 +118,8 @@ def quantize_float_model(model: nn.Module, calibration: Iterable[torch.Tensor], 
                          progress: bool = False) -> nn.Module:
     """Quantizes ``model`` in place (see the module docstring) and returns it
     with every Conv2d/Linear replaced by a systolic layer."""
-    unsupported = [f"{n} ({type(m).__name__})" for n, m in model.named_modules()
-                   if isinstance(m, UNSUPPORTED)]
-    if unsupported and not allow_float:
-        raise ValueError("pyvs.convert: cannot map these layers to the systolic array: "
-                         + ", ".join(unsupported) + ". Pass allow_float=True to leave them in float.")
-    if act_dtype not in ("uint8", "int8"):
-        raise ValueError(f"activation dtype must be 'uint8' or 'int8', got {act_dtype!r}")
+    check_mapped(model, allow_float, float_layers_ok=True)
+    check_dtype(act_dtype)
     model.eval()
     fold_batchnorm(model)
     ranges, _ = calibrate(model, calibration, progress)
@@ -134,11 +129,11 @@ def quantize_float_model(model: nn.Module, calibration: Iterable[torch.Tensor], 
         s_in, z_in = activation_qparams(*ranges[name], act_dtype)
         w_q, w_s = quantize_weight(m.weight)
         bias_q = None if m.bias is None else quantize_bias(m.bias, s_in, w_s)
-        _set_module(model, name, make_systolic(m, name, w_q, w_s, bias_q, s_in, z_in,
-                                               in_dtype=act_dtype, acc_bits=acc_bits))
-    _check_left(model, allow_float)
+        set_module(model, name, make_systolic(m, name, w_q, w_s, bias_q, s_in, z_in,
+                                              in_dtype=act_dtype, acc_bits=acc_bits))
+    check_mapped(model, allow_float)
     return model
 
 
 __all__ = ["fold_batchnorm", "quantize_weight", "activation_qparams", "calibrate",
-           "quantize_float_model", "PASSTHROUGH"]
+           "quantize_float_model"]

@@ -1,0 +1,77 @@
+"""What one inference costs the simulated array: latency and energy of a
+workload (a model's GEMM shapes) at a voltage, with a protect mask and the
+Razor replays an evaluation measured. Joins the latency model
+(:mod:`pyvs.latency`) and the energy model (:mod:`pyvs.energy`); used by
+every experiment, and to rescore finished ones under other models."""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Dict, Optional
+
+from .energy import EnergyParams, inference_energy
+from .latency import ArrayConfig, latency_overhead, model_cycles
+
+GemmShapes = Dict[str, tuple]  # layer name -> (groups, GEMM rows per image, K, N per group)
+
+
+@dataclasses.dataclass(frozen=True)
+class Costs:
+    """One inference at one operating point: latency_overhead (replay cycles
+    / base cycles, a fraction), energy_j and its parts (J), energy_saving
+    (1 - energy / energy at the nominal voltage without protection)."""
+
+    latency_overhead: float
+    energy_j: float
+    energy_saving: float
+    energy_dynamic_j: float
+    energy_leakage_j: float
+    energy_razor_j: float
+    energy_replay_j: float
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    """One inference of a model on the array: its GEMM shapes, the array and
+    the energy model."""
+
+    shapes: GemmShapes
+    array: ArrayConfig = ArrayConfig()
+    energy: EnergyParams = EnergyParams()
+
+    @functools.cached_property
+    def base_cycles(self) -> Dict[str, float]:
+        """Cycles per layer per image without replays."""
+        return model_cycles(self.shapes, self.array)
+
+    @functools.cached_property
+    def cycles(self) -> float:
+        """Cycles per image without replays."""
+        return sum(self.base_cycles.values())
+
+    @functools.cached_property
+    def macs(self) -> int:
+        """MACs per image."""
+        return sum(G * M * K * N for G, M, K, N in self.shapes.values())
+
+    @functools.cached_property
+    def baseline_j(self) -> float:
+        """Energy per image at the nominal voltage, without protection or replays, J."""
+        return inference_energy(self.energy.v_nominal, self.macs, self.cycles, 0, 0.0, self.energy,
+                                self.array)["total"]
+
+    def costs(self, volts: float, protected_bits: int, replays: float,
+              replays_by_layer: Optional[Dict[str, float]] = None) -> Costs:
+        """At ``volts`` (V) with ``protected_bits`` Razor bits and ``replays``
+        corrected errors per image (``replays_by_layer``: the same per layer,
+        when known)."""
+        if replays_by_layer is None:
+            overhead = replays * self.array.replay_cycles / self.cycles if self.cycles else 0.0
+        else:
+            overhead = latency_overhead(self.base_cycles, replays_by_layer, self.array)[1]
+        e = inference_energy(volts, self.macs, self.cycles, protected_bits, replays, self.energy,
+                             self.array)
+        return Costs(latency_overhead=overhead, energy_j=e["total"],
+                     energy_saving=1.0 - e["total"] / self.baseline_j,
+                     energy_dynamic_j=e["dynamic"], energy_leakage_j=e["leakage"],
+                     energy_razor_j=e["razor"], energy_replay_j=e["replay"])

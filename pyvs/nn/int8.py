@@ -1,0 +1,141 @@
+"""The integer runtime that the systolic layers and the converted models
+emulate, step for step as torch's int8 kernels (QNNPACK) compute it:
+quantization of float tensors onto an 8-bit grid, int32 biases, the
+requantization of int32 accumulators to the next layer's grid, and the
+fixed-point quantized add. Float tensors carry the values between layers;
+every rounding happens where the int8 runtime rounds."""
+from __future__ import annotations
+
+import struct
+from typing import Optional, Tuple
+
+import torch
+from torch import nn
+
+QRANGE = {"uint8": (0, 255), "int8": (-128, 127)}  # 8-bit activation grids
+QDTYPE = {"uint8": torch.uint8, "int8": torch.int8}
+
+
+def check_dtype(dtype: str, what: str = "activation dtype") -> str:
+    if dtype not in QRANGE:
+        raise ValueError(f"{what} must be 'uint8' or 'int8', got {dtype!r}")
+    return dtype
+
+
+def f32(x) -> torch.Tensor:
+    """A scalar as a float32 tensor: the precision the int8 runtimes compute scales in."""
+    return torch.tensor(x, dtype=torch.float32)
+
+
+def quantize(x: torch.Tensor, scale: float, zero_point: int, dtype: str) -> torch.Tensor:
+    """float x -> uint8/int8 q = clamp(round(x * (1 / scale)) + zero_point),
+    in float32, rounding half to even. x itself is left untouched."""
+    qmin, qmax = QRANGE[dtype]
+    q = (x.float() * (1.0 / f32(scale))).round_().add_(zero_point)
+    return q.clamp_(qmin, qmax).to(QDTYPE[dtype])
+
+
+def quantize_bias(bias: torch.Tensor, in_scale: float, w_scale: torch.Tensor) -> torch.Tensor:
+    """float bias [Cout] -> int32 on the accumulator's scale s_in * s_w[n]:
+    round(b * (1 / (s_in * s_w))) in float32, as ATen quantizes int32 biases
+    (b / (s_in * s_w) differs in the last bit now and then)."""
+    scale = f32(in_scale) * w_scale.to(torch.float32)
+    q = torch.round(bias.detach().float() * (1.0 / scale))
+    return q.clamp(-2**31, 2**31 - 1).to(torch.int32)
+
+
+def requantize(acc: torch.Tensor, multiplier: torch.Tensor, out_scale: float, lo: int, hi: int
+               ) -> torch.Tensor:
+    """int32 accumulators [..., Cout] -> float values on the output grid:
+    clamp(round(float32(acc) * M[n]), lo, hi) * s_out, where [lo, hi] is the
+    output range minus its zero point (round(acc * M) + z clamped to [omin,
+    omax], minus z, is the same thing)."""
+    y = acc.float().mul_(multiplier).round_()
+    return y.clamp_(lo, hi).mul_(out_scale)
+
+
+class FakeQuant(nn.Module):
+    """Rounds a float tensor to a quantization grid and back (what an int8
+    model's quantize step, or an op's requantized output, does to values)."""
+
+    def __init__(self, scale: float, zero_point: int, dtype: str = "uint8"):
+        super().__init__()
+        self.scale, self.zero_point, self.dtype = float(scale), int(zero_point), check_dtype(dtype)
+        self.qmin, self.qmax = QRANGE[dtype]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q = (torch.round(x.float() * (1.0 / f32(self.scale))) + self.zero_point).clamp_(self.qmin, self.qmax)
+        return (q - self.zero_point) * f32(self.scale)
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale:.4g}, zero_point={self.zero_point}, dtype={self.dtype}"
+
+
+def _f32_bits(x: float) -> int:
+    return struct.unpack("<I", struct.pack("<f", x))[0]
+
+
+def _f32_from_bits(b: int) -> float:
+    return struct.unpack("<f", struct.pack("<I", b & 0xFFFFFFFF))[0]
+
+
+def _round_f32(x: float) -> float:
+    return struct.unpack("<f", struct.pack("<f", x))[0]
+
+
+Grid = Tuple[float, int]  # (scale, zero point) of a uint8 tensor
+
+
+class QuantFunctional(nn.Module):
+    """Float stand-in for torch.ao's QFunctional (quantized add, cat, ...):
+    the result is rounded to the op's output grid.
+
+    When the input grids of ``add``/``add_relu`` are known (``inputs``,
+    recorded by :func:`pyvs.nn.from_quantized`), the add is QNNPACK's
+    fixed-point uint8 add, step for step (each input times an integer
+    multiplier, a rounding right shift): bit-identical to torchvision's int8
+    models on the qnnpack engine. Otherwise the float sum is rounded."""
+
+    def __init__(self, scale: float, zero_point: int, inputs: Optional[Tuple[Grid, Grid]] = None):
+        super().__init__()
+        self.out = FakeQuant(scale, zero_point)
+        self.inputs = inputs
+
+    def _fixed_point_add(self, a, b, relu):
+        (sa, za), (sb, zb) = self.inputs
+        so, zo = self.out.scale, self.out.zero_point
+        qa = (torch.round(a.float() / f32(sa)) + za).to(torch.int64)
+        qb = (torch.round(b.float() / f32(sb)) + zb).to(torch.int64)
+        a_os, b_os = _round_f32(_round_f32(sa) / _round_f32(so)), _round_f32(_round_f32(sb) / _round_f32(so))
+        shift = 21 - ((_f32_bits(max(a_os, b_os)) >> 23) - 127)
+        # a_os * 2^shift (exponent bump), rounded half to even like lrintf
+        am = round(_f32_from_bits(_f32_bits(a_os) + (shift << 23)))
+        bm = round(_f32_from_bits(_f32_bits(b_os) + (shift << 23)))
+        acc = qa * am + qb * bm - (am * za + bm * zb)
+        mask = (1 << shift) - 1
+        rem = (acc & mask) - (acc < 0).to(torch.int64)
+        acc = (acc >> shift) + (rem > (mask >> 1)).to(torch.int64)
+        y = (acc + zo).clamp_(zo if relu else 0, 255)
+        return (y - zo).float() * f32(so)
+
+    def add(self, a, b):
+        if self.inputs is not None:
+            return self._fixed_point_add(a, b, relu=False)
+        return self.out(a + b)
+
+    def add_relu(self, a, b):
+        if self.inputs is not None:
+            return self._fixed_point_add(a, b, relu=True)
+        return self.out(torch.relu(a + b))
+
+    def mul(self, a, b):
+        return self.out(a * b)
+
+    def cat(self, xs, dim=0):
+        return self.out(torch.cat(xs, dim=dim))
+
+    def add_scalar(self, a, s):
+        return self.out(a + s)
+
+    def mul_scalar(self, a, s):
+        return self.out(a * s)

@@ -1,0 +1,56 @@
+"""Cycle counts of the weight-stationary array and the latency of replays."""
+import pytest
+
+from pyvs.latency import ArrayConfig, gemm_cycles, latency_overhead, model_cycles
+
+
+def cycles_by_hand(M, K, N, G, R, C, load=True):
+    """Tile by tile, as the array runs: every (group block, K block, N block)
+    tile loads R weight rows, streams M rows and drains R + C - 2 cycles."""
+    per_tile = (R if load else 0) + M + R + C - 2
+    if K <= R and N <= C:
+        pack = max(1, min(R // K, C // N))
+    else:
+        pack = 1
+    total, g = 0, 0
+    while g < G:
+        g += pack
+        for _k0 in range(0, K, R):
+            for _n0 in range(0, N, C):
+                total += per_tile
+    return total
+
+
+@pytest.mark.parametrize("M,K,N,G,R,C", [
+    (10, 6, 5, 1, 4, 4),        # 2 x 2 tiles of 4 + 10 + 6 = 20 cycles: 80
+    (1, 1, 1, 1, 1, 1),
+    (12544, 27, 32, 1, 256, 256),
+    (3136, 9, 1, 144, 256, 256),  # depthwise: 28 groups per tile
+    (49, 1280, 1000, 1, 256, 256),
+    (7, 300, 3, 5, 16, 8),
+])
+def test_gemm_cycles_by_hand(M, K, N, G, R, C):
+    a = ArrayConfig(rows=R, cols=C)
+    assert gemm_cycles(M, K, N, G, a) == cycles_by_hand(M, K, N, G, R, C)
+    b = ArrayConfig(rows=R, cols=C, overlap_weight_load=True)
+    assert gemm_cycles(M, K, N, G, b) == cycles_by_hand(M, K, N, G, R, C, load=False)
+
+
+def test_first_case_is_eighty_cycles():
+    assert gemm_cycles(10, 6, 5, 1, ArrayConfig(rows=4, cols=4)) == 80
+
+
+def test_batch_shares_weight_loads():
+    shapes = {"a": (1, 10, 6, 5)}
+    one = model_cycles(shapes, ArrayConfig(rows=4, cols=4))["a"]
+    four = model_cycles(shapes, ArrayConfig(rows=4, cols=4, batch=4))["a"]
+    assert one == 80 and four == 4 * (4 + 40 + 6) / 4  # 4 tiles of (load + 4*10 rows + drain), per image
+
+
+def test_latency_overhead():
+    base = model_cycles({"a": (1, 10, 6, 5), "b": (2, 4, 3, 3)}, ArrayConfig(rows=4, cols=4))
+    per_layer, total = latency_overhead(base, {}, ArrayConfig(rows=4, cols=4))
+    assert total == 0 and all(v == 0 for v in per_layer.values())
+    per_layer, total = latency_overhead(base, {"a": 8.0}, ArrayConfig(rows=4, cols=4, replay_cycles=2))
+    assert per_layer["a"] == 16 / base["a"] and per_layer["b"] == 0
+    assert total == 16 / (base["a"] + base["b"])
