@@ -254,6 +254,11 @@ TORCH_LIBRARY(pyvs, m) {
 
 TORCH_LIBRARY_IMPL(pyvs, CompositeExplicitAutograd, m) {
   m.impl("_fault_tables", &fault_tables_op);
+}
+
+// Implicit: a TorchDispatchMode then sees the ATen ops inside (the tests
+// record what reaches aten::_int_mm).
+TORCH_LIBRARY_IMPL(pyvs, CompositeImplicitAutograd, m) {
   m.impl("_clean_gemm", &clean_gemm_op);
   m.impl("_int_mm_operands", &int_mm_operands_op);
 }

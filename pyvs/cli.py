@@ -8,6 +8,8 @@ one line on stderr (``PYVS_DEBUG=1`` shows the traceback instead).
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import os
 import sys
 import time
@@ -152,6 +154,10 @@ def _run(args: argparse.Namespace) -> int:
     _print_counts(r.injected_per_bit, r.corrected_per_bit)
     print(f"latency overhead {100 * r.latency_overhead:.3g} %, energy saving {100 * r.energy_saving:.1f} % "
           f"against {exp.workload.energy.v_nominal} V (one image per weight load, {args.freq} GHz)")
+    if args.json:
+        from .files import atomic_write
+        atomic_write(args.json, json.dumps({"clean": clean, "point": dataclasses.asdict(r)}, indent=1))
+        print(f"results: {args.json}")
     return 0
 
 
@@ -251,6 +257,8 @@ def _run_parser(sub) -> None:
     r.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     r.add_argument("--limit", type=int, default=None, help="use the first N images only")
     r.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
+    r.add_argument("--json", default=None, metavar="FILE",
+                   help="also write the clean accuracies and the result row to this JSON file")
     r.set_defaults(func=_run)
 
 

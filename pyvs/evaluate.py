@@ -85,6 +85,14 @@ class Evaluation:
         return row
 
 
+def top_classes(logits: torch.Tensor, k: int = 5) -> torch.Tensor:
+    """The k best classes of each row of logits [N, C], best first, int64
+    [N, k]. Equal logits rank by the lower class index, on every device:
+    quantized logits tie often, and torch.topk breaks ties differently on
+    CPU and CUDA."""
+    return torch.sort(logits, dim=1, descending=True, stable=True).indices[:, :k]
+
+
 def _total(batches) -> Optional[int]:
     try:
         return sum(len(y) for _, y in batches) if isinstance(batches, list) else len(batches.dataset)
@@ -104,7 +112,7 @@ def predict(model: torch.nn.Module, batches: Iterable, device: str = "cpu", desc
         for x, y in batches:
             with forward_pass(offset, probe):
                 out = model(x.to(device))
-            preds.append(out.topk(5, dim=1).indices.cpu())
+            preds.append(top_classes(out).cpu())
             labels.append(y.cpu())
             offset += len(y)
             bar.update(len(y))

@@ -63,3 +63,32 @@ def float_model(arch: str, weights: Optional[str] = None, pretrained: bool = Fal
             raise ValueError(f"torchvision's weights for {arch!r} could not be downloaded "
                              f"({type(e).__name__}); pass a weights file instead") from None
     return builder(weights=None).eval()
+
+
+def gemm_shapes(model: nn.Module, example_input: torch.Tensor) -> list:
+    """(layer name, (groups, M, K, N per group)) of every Conv2d and Linear of
+    a float model on ``example_input`` (float [B, 3, H, W]): the GEMMs pyvs
+    lowers them to (im2col, one [G, M, K] x [G, K, N] GEMM per layer; M
+    counts the rows of the whole batch)."""
+    shapes, hooks = [], []
+
+    def hook(name):
+        def record(mod, inp, out):
+            if isinstance(mod, nn.Conv2d):
+                g = mod.groups
+                k = mod.in_channels // g * mod.kernel_size[0] * mod.kernel_size[1]
+                shapes.append((name, (g, out.shape[0] * out.shape[2] * out.shape[3], k, mod.out_channels // g)))
+            else:
+                shapes.append((name, (1, out.numel() // out.shape[-1], mod.in_features, mod.out_features)))
+        return record
+
+    for name, mod in model.named_modules():
+        if isinstance(mod, (nn.Conv2d, nn.Linear)):
+            hooks.append(mod.register_forward_hook(hook(name)))
+    try:
+        with torch.no_grad():
+            model.eval()(example_input)
+    finally:
+        for h in hooks:
+            h.remove()
+    return shapes

@@ -23,7 +23,7 @@ import torchvision
 
 import benchlib
 import pyvs
-from pyvs import reference, timing
+from pyvs import models, reference, timing
 
 # (name, per-bit probabilities [32] or None, protect mask)
 def regimes():
@@ -39,26 +39,7 @@ def regimes():
 def mobilenet_v2_gemms(images: int) -> list[tuple[str, tuple[int, int, int, int]]]:
     """(layer name, (G, M, K, N)) of every conv/linear of torchvision's
     MobileNetV2 on `images` 224x224 images, as pyvs lowers them."""
-    model = torchvision.models.mobilenet_v2().eval()
-    shapes = []
-
-    def hook(name):
-        def f(mod, inp, out):
-            if isinstance(mod, torch.nn.Conv2d):
-                g = mod.groups
-                k = mod.in_channels // g * mod.kernel_size[0] * mod.kernel_size[1]
-                shapes.append((name, (g, out.shape[0] * out.shape[2] * out.shape[3], k,
-                                      mod.out_channels // g)))
-            else:
-                shapes.append((name, (1, out.shape[0], mod.in_features, mod.out_features)))
-        return f
-
-    for name, mod in model.named_modules():
-        if isinstance(mod, (torch.nn.Conv2d, torch.nn.Linear)):
-            mod.register_forward_hook(hook(name))
-    with torch.no_grad():
-        model(torch.zeros(images, 3, 224, 224))
-    return shapes
+    return models.gemm_shapes(torchvision.models.mobilenet_v2(), torch.zeros(images, 3, 224, 224))
 
 
 def sync(device):

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 CUDA = torch.cuda.is_available()
-needs_cuda = pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
+# Marks a test that needs a GPU: skipped without one, selected by `-m needs_cuda`.
+needs_cuda = pytest.mark.needs_cuda
 
 # The shared data folder beside the checkout (never copied into the project).
 # PYVS_DATA overrides it; tests that need it skip when it is absent.
@@ -15,6 +16,13 @@ DATA = Path(os.environ.get("PYVS_DATA", Path(__file__).resolve().parents[2] / "s
 def cpu_and_cuda():
     """Device parameters: 'cpu' always, 'cuda' marked to skip without a GPU."""
     return ["cpu", pytest.param("cuda", marks=needs_cuda)]
+
+
+def pytest_collection_modifyitems(config, items):
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "needs_cuda" in item.keywords and not CUDA:
+            item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)

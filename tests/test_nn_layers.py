@@ -149,3 +149,15 @@ def test_forward_pass_offset_is_the_global_image_index():
     assert torch.equal(part, whole[5:12])
     with torch.no_grad():  # outside any pass: offset 0, so another image's errors
         assert not torch.equal(q(images[5:12]), whole[5:12])
+
+
+def test_layers_hand_the_op_column_major_views_of_their_weights():
+    # The int8 GEMMs want the weight operand column-major; PyTorch's weight
+    # layout already is, as [G, K, N]: the layers pass views, never copies.
+    _, _, q = tiny()
+    for name, layer in systolic_layers(q):
+        if isinstance(layer, SystolicConv2d):
+            w = layer.gemm_weights()
+            G, K, N = w.shape
+            assert w.stride() == (K * N, 1, K), name
+            assert w.data_ptr() == layer.weight_q.data_ptr(), name

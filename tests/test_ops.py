@@ -125,6 +125,65 @@ def test_clean_gemm_extreme_values():
                 assert torch.equal(got, tiled_product(a, w, W, rows)), (dtype, method, W, rows)
 
 
+# The layout contract with cuBLASLt: torch._int_mm on CUDA refuses some
+# shapes and runs the rest 6-8x slower unless its second operand is
+# column-major (measured on an H200). torch._int_mm also runs on the CPU, so
+# these tests pin on any machine what the clean GEMM hands to it.
+
+def _record_int_mm(fn):
+    """Runs fn() and returns the operands of every aten._int_mm it dispatches."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    calls = []
+
+    class Record(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten._int_mm.default:
+                calls.append((args[0].shape, args[0].stride(), args[1].shape, args[1].stride()))
+            return func(*args, **(kwargs or {}))
+
+    with Record():
+        out = fn()
+    return out, calls
+
+
+@pytest.mark.parametrize("M,K,N", [(1, 3, 600), (600, 8, 17), (50, 32, 192), (17, 27, 32), (3, 1280, 1000)])
+def test_int_mm_operands_are_padded_and_column_major(M, K, N):
+    gen = torch.Generator().manual_seed(M + K + N)
+    a, w = rand_int8((M, K), gen), rand_int8((K, N), gen)
+    ap, wp = torch.ops.pyvs._int_mm_operands(a, w)
+    Mp, Kp = ap.shape
+    assert Mp > 16 and Kp % 8 == 0 and wp.shape[0] == Kp and wp.shape[1] % 8 == 0
+    assert ap.stride() == (Kp, 1) and wp.stride() == (1, Kp), "w must be column-major"
+    assert torch.equal(ap[:M, :K], a) and int(ap.abs().sum()) == int(a.abs().sum())
+    assert torch.equal(wp[:K, :N], w) and int(wp.abs().sum()) == int(w.abs().sum())
+    assert torch.equal(torch._int_mm(ap, wp)[:M, :N], (a.long() @ w.long()).int())
+
+
+def test_column_major_weights_reach_int_mm_without_a_copy():
+    # A layer's weights [N, K] (PyTorch's layout) are the GEMM's column-major
+    # [K, N] operand: with cuBLASLt-friendly sizes nothing is copied.
+    gen = torch.Generator().manual_seed(1)
+    a, w_nk = rand_int8((32, 64), gen), rand_int8((48, 64), gen)
+    _, wp = torch.ops.pyvs._int_mm_operands(a, w_nk.t())
+    assert wp.data_ptr() == w_nk.data_ptr() and wp.stride() == (1, 64)
+
+
+@pytest.mark.parametrize("dtype", [torch.int8, torch.uint8], ids=["int8", "uint8"])
+@pytest.mark.parametrize("G,M,K,N,W,rows", [(1, 600, 8, 17, 32, 256), (1, 1, 3, 600, 32, 256),
+                                            (3, 20, 9, 1, 32, 256), (1, 40, 300, 24, 16, 100)])
+def test_clean_gemm_hands_int_mm_column_major_weights(dtype, G, M, K, N, W, rows):
+    gen = torch.Generator().manual_seed(G * M * K * N)
+    a, w = rand_int8((G, M, K), gen, dtype), rand_int8((G, K, N), gen)
+    out, calls = _record_int_mm(lambda: torch.ops.pyvs._clean_gemm(a, w, W, rows, "int_mm"))
+    assert torch.equal(out, tiled_product(a, w, W, rows))
+    assert calls, "the int_mm method must call torch._int_mm"
+    for a_shape, a_stride, w_shape, w_stride in calls:
+        assert a_shape[0] > 16 and a_shape[1] % 8 == 0 and w_shape[1] % 8 == 0, (a_shape, w_shape)
+        assert a_stride == (a_shape[1], 1), "a must be row-major"
+        assert w_stride == (1, w_shape[0]), f"w must be column-major, got strides {w_stride}"
+
+
 def test_grouped_clean_equals_bmm():
     gen = torch.Generator().manual_seed(4)
     a, w = rand_int8((3, 8, 10), gen), rand_int8((3, 10, 4), gen)
@@ -336,6 +395,35 @@ def test_cuda_narrow_accumulators_match_cpu(W):
         assert torch.equal(cpu[0], gpu[0].cpu()) and torch.equal(cpu[1], gpu[1].cpu()), impl
 
 
+def cnn_gemm_shapes():
+    """Every distinct (G, M, K, N) of MobileNetV2, MobileNetV3-Large and
+    ResNet-50 on two 64x64 images: the K and N of all their layers (what
+    cuBLASLt accepts or refuses), at a small M."""
+    import torchvision
+    from pyvs.models import gemm_shapes
+    shapes = set()
+    for arch in ("mobilenet_v2", "mobilenet_v3_large", "resnet50"):
+        net = torchvision.models.get_model(arch, weights=None)
+        shapes |= {s for _, s in gemm_shapes(net, torch.zeros(2, 3, 64, 64))}
+    return sorted(shapes)
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", [torch.int8, torch.uint8], ids=["int8", "uint8"])
+@pytest.mark.parametrize("regime", ["zero", "mixed"])
+def test_cuda_matches_cpu_on_every_cnn_gemm_shape(dtype, regime):
+    p, protect = p_regime(regime)
+    gen = torch.Generator().manual_seed(31)
+    for G, M, K, N in cnn_gemm_shapes():
+        a, w = rand_int8((G, M, K), gen, dtype), rand_int8((G, K, N), gen)
+        args = dict(protect=protect, seed=5, layer=G + K + N, row_offset=3)
+        cpu = pyvs.systolic_matmul(a, w, p, **args)
+        for impl in IMPLS:
+            gpu = pyvs.systolic_matmul(a.cuda(), w.cuda(), p, impl=impl, **args)
+            assert torch.equal(cpu[0], gpu[0].cpu()) and torch.equal(cpu[1], gpu[1].cpu()), \
+                (G, M, K, N, impl)
+
+
 @needs_cuda
 @pytest.mark.parametrize("dtype", [torch.int8, torch.uint8], ids=["int8", "uint8"])
 def test_cuda_clean_gemm_is_the_tiled_product(dtype):
@@ -396,7 +484,7 @@ def test_bad_seed_is_a_clear_error():
         pyvs.systolic_matmul(a, w, GOOD_P, seed=2**64)
 
 
-@pytest.mark.skipif(not CUDA, reason="needs a CUDA GPU")
+@needs_cuda
 def test_tensors_on_different_devices_are_a_clear_error():
     a, w = _ab()
     with pytest.raises(RuntimeError, match="must be on the same device"):

@@ -141,3 +141,14 @@ def test_rescore_reproduces_and_changes_only_the_models(tmp_path):
     corrected = [r for r in big if r.corrected_per_image > 0]
     assert corrected and all(b.latency_overhead > a.latency_overhead
                              for a, b in zip(rows, big) if a.corrected_per_image > 0)
+
+
+@pytest.mark.needs_cuda
+def test_sweep_on_the_gpu_equals_the_cpu(tmp_path):
+    q, batches = _setup(32)
+    rows = {}
+    for device in ("cpu", "cuda"):
+        got = sweep(q.to(device), batches, str(tmp_path / device), [0.9, 0.8], ["none", "msb8", "auto"],
+                    seeds=[0, 1], probabilities=planted, device=device, progress=False)
+        rows[device] = [{k: v for k, v in vars(r).items() if k != "seconds"} for r in got]
+    assert rows["cpu"] == rows["cuda"]
