@@ -31,19 +31,19 @@ std::string shape_str(const at::Tensor& t) {
 // p_bits, checked and copied to the host once per call: float64 [W],
 // W = 8..32, every entry a probability. `op` names the caller in messages.
 Probabilities read_probabilities(const at::Tensor& p_bits, const char* op) {
-  TORCH_CHECK(p_bits.scalar_type() == at::kDouble,
+  TORCH_CHECK_TYPE(p_bits.scalar_type() == at::kDouble,
               op, ": p_bits must be float64, got ", p_bits.scalar_type());
-  TORCH_CHECK(p_bits.dim() == 1,
+  TORCH_CHECK_VALUE(p_bits.dim() == 1,
               op, ": p_bits must be 1-D [W], got shape ", shape_str(p_bits));
   const int64_t W = p_bits.size(0);
-  TORCH_CHECK(W >= kMinWidth && W <= kMaxWidth,
+  TORCH_CHECK_VALUE(W >= kMinWidth && W <= kMaxWidth,
               op, ": p_bits has length ", W, "; the accumulator width W must be between ",
               kMinWidth, " and ", kMaxWidth, " bits");
   const at::Tensor p = p_bits.to(at::kCPU).contiguous();
   const double* pp = p.const_data_ptr<double>();
   Probabilities out{};
   for (int64_t b = 0; b < W; ++b) {
-    TORCH_CHECK(std::isfinite(pp[b]) && pp[b] >= 0.0 && pp[b] <= 1.0,
+    TORCH_CHECK_VALUE(std::isfinite(pp[b]) && pp[b] >= 0.0 && pp[b] <= 1.0,
                 op, ": p_bits[", b, "] = ", pp[b], " is not a probability in [0, 1]");
     out[b] = pp[b];
   }
@@ -54,19 +54,19 @@ Probabilities read_probabilities(const at::Tensor& p_bits, const char* op) {
 MatmulArgs check_matmul_args(const at::Tensor& a, const at::Tensor& w, const at::Tensor& p_bits,
                              int64_t protect, int64_t seed, int64_t layer, int64_t row_offset,
                              int64_t rows, Probabilities* p) {
-  TORCH_CHECK(a.scalar_type() == at::kChar || a.scalar_type() == at::kByte,
+  TORCH_CHECK_TYPE(a.scalar_type() == at::kChar || a.scalar_type() == at::kByte,
               "systolic_matmul: a must be int8 or uint8, got ", a.scalar_type());
-  TORCH_CHECK(w.scalar_type() == at::kChar,
+  TORCH_CHECK_TYPE(w.scalar_type() == at::kChar,
               "systolic_matmul: w must be int8, got ", w.scalar_type());
-  TORCH_CHECK(a.dim() == 2 || a.dim() == 3,
+  TORCH_CHECK_VALUE(a.dim() == 2 || a.dim() == 3,
               "systolic_matmul: a must be [M, K] or [G, M, K], got shape ", shape_str(a));
-  TORCH_CHECK(w.dim() == a.dim(),
+  TORCH_CHECK_VALUE(w.dim() == a.dim(),
               "systolic_matmul: w must have the rank of a (", a.dim(),
               "), i.e. [K, N] or [G, K, N], got shape ", shape_str(w));
-  TORCH_CHECK(a.device() == w.device(),
+  TORCH_CHECK_VALUE(a.device() == w.device(),
               "systolic_matmul: a and w must be on the same device, got a on ",
               a.device(), " and w on ", w.device());
-  TORCH_CHECK(p_bits.device().is_cpu() || p_bits.device() == a.device(),
+  TORCH_CHECK_VALUE(p_bits.device().is_cpu() || p_bits.device() == a.device(),
               "systolic_matmul: p_bits must be on the CPU or on a's device (",
               a.device(), "), got ", p_bits.device());
   MatmulArgs r;
@@ -75,29 +75,29 @@ MatmulArgs check_matmul_args(const at::Tensor& a, const at::Tensor& w, const at:
   r.M = a.size(-2);
   r.K = a.size(-1);
   r.N = w.size(-1);
-  TORCH_CHECK(w.size(-2) == r.K,
+  TORCH_CHECK_VALUE(w.size(-2) == r.K,
               "systolic_matmul: K mismatch: a is ", shape_str(a), " and w is ", shape_str(w),
               " (a's last dimension must equal w's second-to-last)");
-  TORCH_CHECK(!r.batched || w.size(0) == r.G,
+  TORCH_CHECK_VALUE(!r.batched || w.size(0) == r.G,
               "systolic_matmul: group count mismatch: a has ", r.G, " groups and w has ",
               w.size(0));
   *p = read_probabilities(p_bits, "systolic_matmul");
   r.W = int(p_bits.size(0));
-  TORCH_CHECK(protect >= 0 && protect < (int64_t(1) << r.W),
+  TORCH_CHECK_VALUE(protect >= 0 && protect < (int64_t(1) << r.W),
               "systolic_matmul: protect mask 0x", std::hex, protect, std::dec,
               " has bits outside the ", r.W, "-bit accumulator (allowed: 0 to 2^", r.W, " - 1)");
-  TORCH_CHECK(rows >= 1,
+  TORCH_CHECK_VALUE(rows >= 1,
               "systolic_matmul: rows (systolic array height) must be >= 1, got ", rows);
-  TORCH_CHECK(layer >= 0 && layer < kMaxU32,
+  TORCH_CHECK_VALUE(layer >= 0 && layer < kMaxU32,
               "systolic_matmul: layer (stream id) must be in [0, 2^32), got ", layer);
   // Written so that row_offset + M cannot overflow int64.
-  TORCH_CHECK(row_offset >= 0 && row_offset <= kMaxU32 - r.M,
+  TORCH_CHECK_VALUE(row_offset >= 0 && row_offset <= kMaxU32 - r.M,
               "systolic_matmul: row_offset + M must be in [0, 2^32], got row_offset=",
               row_offset, " M=", r.M);
-  TORCH_CHECK(r.G * r.N <= kMaxU32,
+  TORCH_CHECK_VALUE(r.G * r.N <= kMaxU32,
               "systolic_matmul: G * N (global columns) must be <= 2^32, got ", r.G * r.N);
   // An output draws at most 1 + K * (W + 2) numbers; their index is 32 bits.
-  TORCH_CHECK(r.K < (int64_t(1) << 26), "systolic_matmul: K must be < 2^26, got ", r.K);
+  TORCH_CHECK_VALUE(r.K < (int64_t(1) << 26), "systolic_matmul: K must be < 2^26, got ", r.K);
   r.protect = uint32_t(protect);
   r.seed = uint64_t(seed);
   r.layer = uint32_t(layer);
@@ -151,7 +151,7 @@ at::Tensor make_fault_tables(const Probabilities& p, int W, int64_t K, bool* any
 // the patches redo the simple path's work).
 bool use_fast_path(c10::string_view impl, const MatmulArgs& r, const Probabilities& p,
                    int64_t min_fast_k) {
-  TORCH_CHECK(impl == "auto" || impl == "fast" || impl == "simple",
+  TORCH_CHECK_VALUE(impl == "auto" || impl == "fast" || impl == "simple",
               "systolic_matmul: impl must be 'auto', 'fast' or 'simple', got '", impl, "'");
   if (impl != "auto") return impl == "fast";
   if (r.K < min_fast_k) return false;
@@ -203,17 +203,17 @@ namespace {
 // ---- Private ops, for the tests ---------------------------------------------
 
 at::Tensor fault_tables_op(const at::Tensor& p_bits, int64_t K) {
-  TORCH_CHECK(K >= 0, "_fault_tables: K must be >= 0, got ", K);
+  TORCH_CHECK_VALUE(K >= 0, "_fault_tables: K must be >= 0, got ", K);
   const Probabilities p = read_probabilities(p_bits, "_fault_tables");
   bool any = false;
   return make_fault_tables(p, int(p_bits.size(0)), K, &any);
 }
 
 void check_gemm_operands(const at::Tensor& a, const at::Tensor& w, int64_t dims, const char* op) {
-  TORCH_CHECK(a.dim() == dims && w.dim() == dims && a.size(-1) == w.size(-2) &&
+  TORCH_CHECK_VALUE(a.dim() == dims && w.dim() == dims && a.size(-1) == w.size(-2) &&
                   (dims == 2 || a.size(0) == w.size(0)),
               op, dims == 2 ? ": a must be [M, K] and w [K, N]" : ": a must be [G, M, K] and w [G, K, N]");
-  TORCH_CHECK((a.scalar_type() == at::kChar || a.scalar_type() == at::kByte) &&
+  TORCH_CHECK_TYPE((a.scalar_type() == at::kChar || a.scalar_type() == at::kByte) &&
                   w.scalar_type() == at::kChar,
               op, ": a must be int8/uint8 and w int8");
 }
@@ -221,9 +221,9 @@ void check_gemm_operands(const at::Tensor& a, const at::Tensor& w, int64_t dims,
 at::Tensor clean_gemm_op(const at::Tensor& a, const at::Tensor& w, int64_t acc_bits,
                          int64_t rows, c10::string_view method) {
   check_gemm_operands(a, w, 3, "_clean_gemm");
-  TORCH_CHECK(acc_bits >= kMinWidth && acc_bits <= kMaxWidth && rows >= 1,
+  TORCH_CHECK_VALUE(acc_bits >= kMinWidth && acc_bits <= kMaxWidth && rows >= 1,
               "_clean_gemm: bad acc_bits or rows");
-  TORCH_CHECK(method == "float32" || method == "int_mm",
+  TORCH_CHECK_VALUE(method == "float32" || method == "int_mm",
               "_clean_gemm: method must be 'float32' or 'int_mm'");
   return clean_systolic_gemm(a, w, int(acc_bits), rows,
                              method == "float32" ? GemmMethod::kFloat32 : GemmMethod::kIntMM);
@@ -231,7 +231,7 @@ at::Tensor clean_gemm_op(const at::Tensor& a, const at::Tensor& w, int64_t acc_b
 
 std::tuple<at::Tensor, at::Tensor> int_mm_operands_op(const at::Tensor& a, const at::Tensor& w) {
   check_gemm_operands(a, w, 2, "_int_mm_operands");
-  TORCH_CHECK(a.scalar_type() == at::kChar, "_int_mm_operands: a must be int8");
+  TORCH_CHECK_TYPE(a.scalar_type() == at::kChar, "_int_mm_operands: a must be int8");
   return int_mm_operands(a, w);
 }
 

@@ -1,9 +1,11 @@
 """pyvs: how far can a systolic-array DNN accelerator's supply voltage drop,
 and which accumulator bits must Razor protect? (``pyvs`` or ``python -m pyvs``)
 
-Sub-commands only parse arguments, call library functions and print; the
-work is in the modules they name. A user's mistake ends the command with
-one line on stderr (``PYVS_DEBUG=1`` shows the traceback instead).
+Sub-commands only check arguments, call library functions and print; the
+work is in the modules they name. Every argument is checked before any data
+or model is loaded, and a user's mistake ends the command with one line on
+stderr and exit status 2 (``--debug`` or ``PYVS_DEBUG=1`` shows the
+traceback instead).
 """
 from __future__ import annotations
 
@@ -16,13 +18,23 @@ import time
 
 import torch
 
+from .checks import integer, number
+
 _TIMING_OPTIONS = (  # (name, help): pyvs.timing.TechParams fields the commands expose
     ("guard_band", "timing margin at 0.9 V, fraction of the worst path (default: 1.0)"),
     ("vth", "threshold voltage, V (default: 0.30)"),
     ("alpha", "alpha-power index (default: 1.3)"),
     ("sigma_gate", "sigma/mu of each gate delay (default: 0.05)"),
 )
+MAX_GRID = 10_000  # voltages a `pyvs timing` grid may hold
+_PLOT_FORMATS = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
 
+
+class UserError(Exception):
+    """A mistake in what the user asked for: one line, no traceback."""
+
+
+# ---- argument checks, all made before anything is loaded ----------------------
 
 def _timing_args(p: argparse.ArgumentParser) -> None:
     for name, text in _TIMING_OPTIONS:
@@ -30,28 +42,85 @@ def _timing_args(p: argparse.ArgumentParser) -> None:
 
 
 def _timing_options(args: argparse.Namespace) -> dict:
-    return {name: getattr(args, name) for name, _ in _TIMING_OPTIONS if getattr(args, name) is not None}
+    """The timing model's options from the command line, checked."""
+    from .timing import TimingOptions
+    opts = {name: getattr(args, name) for name, _ in _TIMING_OPTIONS if getattr(args, name) is not None}
+    TimingOptions.from_kwargs(opts)  # raises on a bad value
+    return opts
 
 
 def _protect_mask(args: argparse.Namespace) -> int:
     from .accumulator import check_mask, msb_mask
     if getattr(args, "protect", None) is not None:
         return check_mask(args.protect, args.acc_bits, "--protect")
-    return msb_mask(args.protect_msbs, args.acc_bits)
+    try:
+        return msb_mask(args.protect_msbs, args.acc_bits)
+    except (TypeError, ValueError):
+        raise UserError(f"--protect-msbs must be between 0 and --acc-bits ({args.acc_bits}), "
+                        f"got {args.protect_msbs}") from None
 
+
+def _device(name: str) -> str:
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise UserError(f"--device {name!r} is not a device; use cpu or cuda (cuda:N for GPU N)") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise UserError(f"--device {name!r}: pyvs runs on cpu or cuda")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: torch sees no CUDA GPU on this machine")
+    if dev.type == "cuda" and (dev.index or 0) >= torch.cuda.device_count():
+        raise UserError(f"--device {name}: this machine has {torch.cuda.device_count()} GPU(s)")
+    return name
+
+
+def _writable_file(path: str, what: str, suffixes=None) -> None:
+    if suffixes and not path.lower().endswith(suffixes):
+        raise UserError(f"{what} {path!r}: the file name must end in one of {', '.join(suffixes)}")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK) or os.path.isdir(path):
+        raise UserError(f"{what} {path!r} cannot be written (no such folder, or not writable)")
+
+
+def _check_model_args(args: argparse.Namespace) -> None:
+    """The arguments shared by run and sweep."""
+    from .accumulator import check_width
+    if not os.path.isdir(args.data):
+        raise UserError(f"--data {args.data!r} does not exist or is not a folder")
+    if args.weights is not None and not os.path.isfile(args.weights):
+        raise UserError(f"--weights {args.weights!r} does not exist")
+    args.acc_bits = check_width(args.acc_bits, "--acc-bits")
+    number(args.freq, "--freq (GHz)", positive=True)
+    integer(args.rows, "--rows", 1)
+    integer(args.batch_size, "--batch-size", 1)
+    if args.limit is not None:
+        integer(args.limit, "--limit", 1)
+    if args.threads:
+        integer(args.threads, "--threads", 1)
+    _device(args.device)
+    args.timing_options = _timing_options(args)
+
+
+# ---- commands ------------------------------------------------------------------
 
 def _demo(args: argparse.Namespace) -> int:
     """A small GEMM on the simulated array at one error rate: prints the
     injected and corrected counts per accumulator bit."""
-    from .ops import systolic_matmul
+    from .accumulator import check_width
+    from .ops import seed64, systolic_matmul
 
+    for name in ("m", "k", "n", "rows"):
+        integer(getattr(args, name), f"--{name}", 1)
+    W = check_width(args.acc_bits, "--acc-bits")
+    number(args.p, "--p (probability per bit per MAC)", minimum=0.0, maximum=1.0)
+    seed64(args.seed)
+    protect = _protect_mask(args)
+    if args.m * args.k * args.n > 1e10:
+        raise UserError(f"--m x --k x --n = {args.m * args.k * args.n:.3g} MACs is more than a demo should run (1e10)")
     gen = torch.Generator().manual_seed(args.seed)
     a = torch.randint(0, 256, (args.m, args.k), generator=gen, dtype=torch.int16).to(torch.uint8)
     w = torch.randint(-128, 128, (args.k, args.n), generator=gen, dtype=torch.int16).to(torch.int8)
-    W = args.acc_bits
     p = torch.full((W,), args.p, dtype=torch.float64)
-    protect = _protect_mask(args)
-    exact = a.long() @ w.long()
     t0 = time.perf_counter()
     out, stats = systolic_matmul(a, w, p, protect=protect, seed=args.seed, rows=args.rows)
     dt = time.perf_counter() - t0
@@ -60,10 +129,9 @@ def _demo(args: argparse.Namespace) -> int:
           f"{args.rows}-row array, p = {args.p:g} per bit per MAC, "
           f"protected bits: {bin(protect)} ; {dt * 1e3:.1f} ms")
     _print_counts(stats[0].tolist(), stats[1].tolist())
-    inj, cor = int(stats[0].sum()), int(stats[1].sum())
-    print(f"total: {inj} injected, {cor} corrected over {macs} MACs x {W} bits "
-          f"(expected {macs * W * args.p:.1f} events)")
-    wrong = int((out.long() != exact).sum())
+    print(f"total: {int(stats[0].sum())} injected, {int(stats[1].sum())} corrected over {macs} MACs x {W} "
+          f"bits (expected {macs * W * args.p:.1f} events)")
+    wrong = int((out.long() != a.long() @ w.long()).sum())
     print(f"outputs that differ from the exact product: {wrong} of {out.numel()}")
     return 0
 
@@ -76,9 +144,14 @@ def _print_counts(injected: list, corrected: list) -> None:
 
 
 def _grid(vmin: float, vmax: float, step: float) -> list:
-    if not (step > 0 and vmax >= vmin):
-        raise ValueError(f"bad voltage grid: --vmin {vmin} --vmax {vmax} --step {step}")
+    vmin, vmax = number(vmin, "--vmin (V)"), number(vmax, "--vmax (V)")
+    step = number(step, "--step (V)", positive=True)
+    if vmax < vmin:
+        raise UserError(f"--vmax {vmax} is below --vmin {vmin}")
     n = int(round((vmax - vmin) / step))
+    if n + 1 > MAX_GRID:
+        raise UserError(f"--vmin {vmin} --vmax {vmax} --step {step} is a grid of {n + 1} voltages; "
+                        f"at most {MAX_GRID}")
     return [round(vmin + i * step, 6) for i in range(n + 1)]
 
 
@@ -88,8 +161,12 @@ def _timing(args: argparse.Namespace) -> int:
     from . import timing
     from .plots import error_heatmap
 
-    table = timing.make_table(_grid(args.vmin, args.vmax, args.step), args.freq, args.acc_bits,
-                              **_timing_options(args))
+    voltages = _grid(args.vmin, args.vmax, args.step)
+    if args.out:
+        _writable_file(args.out, "--out")
+    if args.plot:
+        _writable_file(args.plot, "--plot", _PLOT_FORMATS)
+    table = timing.make_table(voltages, args.freq, args.acc_bits, **_timing_options(args))
     tech = table.params["tech"]
     print(f"P(bit b of one MAC's {table.acc_bits}-bit accumulator misses the clock), "
           f"{table.freq_ghz} GHz; Vth={tech['vth']} V, alpha={tech['alpha']}, "
@@ -116,9 +193,12 @@ def _model_and_data(args: argparse.Namespace, limit):
     from . import data, models
     from .nn import convert
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     ds = data.imagenet_dataset(args.data, limit)
+    batches = data.decoded(ds, args.batch_size, progress=True)
     model = convert(models.mobilenet_v2_int8(args.weights), acc_bits=args.acc_bits).to(args.device)
-    return model, data.decoded(ds, args.batch_size)
+    return model, batches
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -128,11 +208,14 @@ def _run(args: argparse.Namespace) -> int:
     from .accumulator import describe_mask
     from .experiment import Experiment
     from .latency import ArrayConfig
+    from .ops import seed64
 
-    p = timing.error_probabilities([args.voltage], args.freq, args.acc_bits, **_timing_options(args))[0]
+    _check_model_args(args)
+    p = timing.error_probabilities([args.voltage], args.freq, args.acc_bits, **args.timing_options)[0]
     protect = _protect_mask(args)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    seed64(args.seed)
+    if args.json:
+        _writable_file(args.json, "--json")
     model, batches = _model_and_data(args, args.limit)
     n = sum(len(y) for _, y in batches)
     print(f"int8 MobileNetV2 on a {args.rows}-row systolic array, {args.acc_bits}-bit accumulators; "
@@ -161,57 +244,94 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _floats(text: str) -> list:
+def _numbers(text: str, what: str, kind=float) -> list:
+    """A comma-separated list of numbers (integers for kind=int), strictly."""
     try:
-        return [float(x) for x in text.split(",") if x.strip()]
+        values = [kind(x) if kind is float else int(x, 10) for x in text.split(",") if x.strip()]
     except ValueError:
-        raise ValueError(f"{text!r} is not a comma-separated list of numbers") from None
+        raise UserError(f"{what} {text!r} is not a comma-separated list of "
+                        f"{'integers' if kind is int else 'numbers'}") from None
+    if not values:
+        raise UserError(f"{what} is empty")
+    return values
+
+
+def _sweep_grid(args: argparse.Namespace):
+    """(voltages, strategies, seeds, limit) of the sweep, checked."""
+    from .sweep import FULL_GRID, check_grid
+    from .timing import TimingOptions
+    if args.full:
+        voltages, strategies, seeds, limit = (FULL_GRID["voltages"], FULL_GRID["strategies"],
+                                              FULL_GRID["seeds"], args.limit)
+    else:
+        voltages = _numbers(args.voltages, "--voltages")
+        strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+        seeds, limit = _numbers(args.seeds, "--seeds", int), args.limit
+    budget = number(args.budget, "--budget (points of top-1)")
+    if budget < 0:
+        raise UserError(f"--budget must be >= 0 points of top-1, got {args.budget}")
+    check_grid(voltages, strategies, budget / 100.0, args.acc_bits,
+               TimingOptions.from_kwargs(args.timing_options).tech)
+    return voltages, strategies, seeds, limit
 
 
 def _sweep(args: argparse.Namespace) -> int:
     """MobileNetV2 int8 across voltages and protection strategies; resumable."""
     from .latency import ArrayConfig
-    from .sweep import FULL_GRID, sweep
+    from .results import load_results
+    from .sweep import check_writable, sweep
 
-    if args.full:
-        voltages, strategies, seeds, limit = (FULL_GRID["voltages"], FULL_GRID["strategies"],
-                                              FULL_GRID["seeds"], None)
-    else:
-        voltages = _floats(args.voltages)
-        strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
-        seeds, limit = [int(x) for x in _floats(args.seeds)], args.limit
+    _check_model_args(args)
+    voltages, strategies, seeds, limit = _sweep_grid(args)
+    array = ArrayConfig(args.rows, integer(args.cols, "--cols", 1), args.freq,
+                        integer(args.replay_cycles, "--replay-cycles", 0),
+                        batch=integer(args.array_batch, "--array-batch", 1))
+    check_writable(args.out)
     model, batches = _model_and_data(args, limit)
-    rows = sweep(model, batches, args.out, voltages, strategies, seeds, freq_ghz=args.freq,
-                 acc_bits=args.acc_bits, budget=args.budget / 100.0,
-                 array=ArrayConfig(args.rows, args.cols, args.freq, args.replay_cycles, batch=args.array_batch),
-                 timing_options=_timing_options(args), device=args.device,
-                 meta={"model": "mobilenet_v2_int8", "data": os.path.abspath(args.data)})
+    try:
+        rows = sweep(model, batches, args.out, voltages, strategies, seeds, freq_ghz=args.freq,
+                     acc_bits=args.acc_bits, budget=args.budget / 100.0, array=array,
+                     timing_options=args.timing_options, device=args.device,
+                     meta={"model": "mobilenet_v2_int8", "data": os.path.abspath(args.data),
+                           "weights": os.path.abspath(args.weights) if args.weights else "torchvision"})
+    except KeyboardInterrupt:
+        if args.debug or os.environ.get("PYVS_DEBUG"):
+            raise
+        done = len(load_results(args.out)[0]) if os.path.isdir(args.out) else 0
+        print(f"pyvs sweep: interrupted; {done} finished points are saved in {args.out}/results.json; "
+              "run the same command again to resume", file=sys.stderr)
+        return 130
     print(f"{len(rows)} points in {args.out}/results.csv and results.json")
     if not args.no_report:
-        return _report(argparse.Namespace(results=args.out))
+        return _report(argparse.Namespace(results=args.out, latency_limit=args.latency_limit))
     return 0
 
 
 def _report(args: argparse.Namespace) -> int:
     """Plots and a Markdown table from a sweep's results folder."""
     from .report import report
-    paths = report(args.results)
+    limit = number(args.latency_limit, "--latency-limit (%)", minimum=0.0)
+    paths = report(args.results, latency_limit=limit / 100.0)
     with open(paths[-1]) as f:
         print(f.read())
     print("wrote " + ", ".join(paths))
     return 0
 
 
+# ---- the parser ------------------------------------------------------------------
+
 def _model_args(p: argparse.ArgumentParser) -> None:
     """Arguments of the commands that run MobileNetV2 on ImageNet data."""
     p.add_argument("--data", required=True, metavar="DIR",
-                   help="ImageNet sample folder (labels.csv) or ImageNet val/<wnid>/*.JPEG")
+                   help="folder with labels.csv (e.g. the ImageNet sample) or ImageNet val/<wnid>/*.JPEG")
     p.add_argument("--weights", default=None, metavar="PTH",
                    help="state_dict of torchvision's int8 MobileNetV2 (default: torchvision download)")
+    p.add_argument("--limit", type=int, default=None, help="use the first N images only (default: all)")
     p.add_argument("--freq", type=float, default=0.7, help="clock, GHz (default: 0.7)")
     p.add_argument("--acc-bits", type=int, default=32, help="accumulator width, bits (default: 32)")
     p.add_argument("--rows", type=int, default=256, help="systolic array height (default: 256)")
     p.add_argument("--batch-size", type=int, default=50, help="images per batch (default: 50)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     _timing_args(p)
 
@@ -242,7 +362,7 @@ def _timing_parser(sub) -> None:
     t.add_argument("--out", default="error_table.json", metavar="JSON",
                    help="table file to write (default: error_table.json; '' to skip)")
     t.add_argument("--plot", default="error_table.png", metavar="PNG",
-                   help="heatmap to write (default: error_table.png; '' to skip)")
+                   help="heatmap to write, .png/.pdf/.svg (default: error_table.png; '' to skip)")
     t.set_defaults(func=_timing)
 
 
@@ -255,8 +375,6 @@ def _run_parser(sub) -> None:
     r.add_argument("--protect", type=lambda v: int(v, 0), default=None, metavar="MASK",
                    help="explicit protect bit mask, e.g. 0xff000000 (overrides --protect-msbs)")
     r.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    r.add_argument("--limit", type=int, default=None, help="use the first N images only")
-    r.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
     r.add_argument("--json", default=None, metavar="FILE",
                    help="also write the clean accuracies and the result row to this JSON file")
     r.set_defaults(func=_run)
@@ -270,42 +388,56 @@ def _sweep_parser(sub) -> None:
                     help="comma-separated volts (default: 0.9,0.6,0.53,0.51)")
     sw.add_argument("--strategies", default="none,all,auto",
                     help="comma-separated: none, all, msbN, 0xMASK, auto (default: none,all,auto)")
-    sw.add_argument("--seeds", default="0", help="comma-separated seeds (default: 0)")
+    sw.add_argument("--seeds", default="0", help="comma-separated integer seeds (default: 0)")
     sw.add_argument("--budget", type=float, default=0.3,
                     help="accuracy-loss budget of 'auto', points of top-1 (default: 0.3)")
-    sw.add_argument("--limit", type=int, default=100, help="first N images (default: 100)")
     sw.add_argument("--full", action="store_true",
-                    help="GPU-sized grid: all images, 0.50-0.90 V step 0.01, 5 strategies, 3 seeds")
+                    help="GPU-sized grid: 0.50-0.90 V step 0.01, 5 strategies, 3 seeds")
     sw.add_argument("--cols", type=int, default=256, help="array columns (default: 256)")
     sw.add_argument("--replay-cycles", type=int, default=1, help="stall per corrected error (default: 1)")
     sw.add_argument("--array-batch", type=int, default=1,
                     help="images sharing each weight load in the latency/energy model (default: 1)")
+    sw.add_argument("--latency-limit", type=float, default=1.0,
+                    help="flag points whose latency overhead exceeds this, %% (default: 1)")
     sw.add_argument("--no-report", action="store_true", help="skip the plots and table")
     sw.set_defaults(func=_sweep)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pyvs", description=__doc__.splitlines()[0] + "\n"
-                                     + __doc__.splitlines()[1])
-    sub = parser.add_subparsers(dest="command", required=True)
-    _demo_parser(sub)
-    _timing_parser(sub)
-    _run_parser(sub)
-    _sweep_parser(sub)
+def _report_parser(sub) -> None:
     rp = sub.add_parser("report", help="plots and a Markdown table from a sweep's results folder")
     rp.add_argument("results", help="results folder of pyvs sweep")
+    rp.add_argument("--latency-limit", type=float, default=1.0,
+                    help="flag points whose latency overhead exceeds this, %% (default: 1)")
     rp.set_defaults(func=_report)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+    lines = __doc__.splitlines()
+    parser = argparse.ArgumentParser(prog="pyvs", description=lines[0] + "\n" + lines[1])
+    parser.add_argument("--version", action="version", version=f"pyvs {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_demo_parser, _timing_parser, _run_parser, _sweep_parser, _report_parser):
+        add(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    debug = args.debug or bool(os.environ.get("PYVS_DEBUG"))
     try:
         return args.func(args)
-    except (ValueError, TypeError) as e:
-        if os.environ.get("PYVS_DEBUG"):
+    except (UserError, ValueError, TypeError, OSError) as e:
+        if debug:
             raise
-        raise SystemExit(f"pyvs {args.command}: {e}") from None
+        print(f"pyvs {args.command}: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"pyvs {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from typing import Dict, Iterable, Optional, Tuple
 import torch
 from tqdm import tqdm
 
+from .data import normalize
 from .nn.probe import GemmShape, Probe, forward_pass
 
 
@@ -103,15 +104,17 @@ def _total(batches) -> Optional[int]:
 @torch.no_grad()
 def predict(model: torch.nn.Module, batches: Iterable, device: str = "cpu", desc: str = "evaluating",
             progress: bool = True, probe: Optional[Probe] = None):
-    """Runs the model over (images float [B, 3, H, W], labels int64 [B])
-    batches in order, each in a forward pass that knows its global image
-    offset. Returns (top-5 predictions int64 [N, 5], labels int64 [N])."""
+    """Runs the model over (images [B, 3, H, W], labels int64 [B]) batches in
+    order, each in a forward pass that knows its global image offset. Images
+    are float model input or uint8 pixels (normalized here, on the device,
+    :func:`pyvs.data.normalize`). Returns (top-5 predictions int64 [N, 5],
+    labels int64 [N])."""
     preds, labels = [], []
     offset = 0
     with tqdm(total=_total(batches), desc=desc, unit="img", disable=not progress, leave=False) as bar:
         for x, y in batches:
             with forward_pass(offset, probe):
-                out = model(x.to(device))
+                out = model(normalize(x.to(device)))
             preds.append(top_classes(out).cpu())
             labels.append(y.cpu())
             offset += len(y)

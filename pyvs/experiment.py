@@ -15,11 +15,13 @@ from typing import Dict, Optional, Tuple
 import torch
 
 from .costs import Workload
+from .data import normalize
 from .energy import EnergyParams
 from .evaluate import Evaluation, evaluate
 from .latency import ArrayConfig
 from .nn.config import FaultConfig
 from .nn.layers import set_faults, systolic_layers
+from .nn.probe import forward_pass
 from .results import PointResult
 
 
@@ -64,9 +66,20 @@ class Experiment:
         # Masks that agree on the bits that can err give the same events and
         # the same outputs: each (voltage, seed, effective mask) is evaluated once.
         self._done: Dict[tuple, Tuple[dict, Optional[Dict[str, float]]]] = {}
+        self.evaluations = 0  # faulty evaluations run so far
+
+    def key(self, volts: float, p_bits: torch.Tensor, mask: int, seed: int) -> tuple:
+        """What decides a point's outcome: two points with the same key give
+        the same outputs and counts."""
+        erring = sum(1 << b for b in range(self.acc_bits) if float(p_bits[b]) > 0)
+        return (volts, seed, mask & erring)
+
+    def evaluated_keys(self) -> set:
+        return set(self._done)
 
     def run_golden(self) -> Golden:
         set_faults(self.model, None)
+        warm_up(self.model, self.batches[0][0], self.device)
         ev = evaluate(self.model, self.batches, device=self.device, desc="golden run",
                       progress=self.progress, acc_bits=self.acc_bits)
         # Layers in the model's order, whatever order they ran in.
@@ -77,8 +90,7 @@ class Experiment:
               strategy: str) -> PointResult:
         """The result at per-bit probabilities ``p_bits`` (float64 [W], those
         of ``volts``, V) with the ``mask`` bits protected."""
-        erring = sum(1 << b for b in range(self.acc_bits) if float(p_bits[b]) > 0)
-        key = (volts, seed, mask & erring)
+        key = self.key(volts, p_bits, mask, seed)
         if key not in self._done:
             self._done[key] = self._measure(p_bits, mask, seed, f"{volts:.3f} V {strategy} {mask:#x}")
         acc, replays_by_layer = self._done[key]
@@ -106,12 +118,21 @@ class Experiment:
                        corrected_per_bit=[0] * self.acc_bits, seconds=0.0)
             return acc, {}
         set_faults(self.model, FaultConfig(p_bits, protect=mask, seed=seed, rows=self.array.rows))
+        self.evaluations += 1
         try:
             ev = evaluate(self.model, self.batches, golden=self.golden.pred, device=self.device,
                           desc=desc, progress=self.progress, acc_bits=self.acc_bits)
         finally:
             set_faults(self.model, None)
         return _counted(ev), {n: float(c[1].sum()) / self.n_images for n, c in ev.per_layer.items()}
+
+
+@torch.no_grad()
+def warm_up(model: torch.nn.Module, images: torch.Tensor, device: str) -> None:
+    """One untimed forward pass, so that first-call costs (allocations,
+    thread pools, GPU handles) are not charged to the first timed run."""
+    with forward_pass(0):
+        model(normalize(images.to(device)))
 
 
 def _counted(ev: Evaluation) -> dict:

@@ -13,11 +13,18 @@ from torch import nn
 
 
 def _load_state_dict(model: nn.Module, path: str, what: str) -> nn.Module:
+    """Loads a state_dict file (tensors only: no code in the file is run)."""
     if not os.path.isfile(path):
         raise ValueError(f"weights file {path!r} does not exist")
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    if isinstance(state, nn.Module):
-        state = state.state_dict()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch 2.14 deprecates quantized tensors and TypedStorage
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle, zip and torch errors all mean "not a weights file"
+        first = (str(e).splitlines() or [type(e).__name__])[0]
+        raise ValueError(f"weights file {path!r} is not a PyTorch state_dict file ({first})") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"weights file {path!r} holds a {type(state).__name__}, not a state_dict")
     try:
         model.load_state_dict(state)
     except (RuntimeError, KeyError) as e:

@@ -98,34 +98,42 @@ def systolic_matmul(
     )
 
 
+def _check_shapes(a, w, p_bits, protect, layer, row_offset, rows, impl):
+    """The checks of check_matmul_args (csrc/systolic_matmul.cpp) that need no
+    tensor values, in the same words: what the fake kernel can verify."""
+    check_type = torch._check_type
+    check = torch._check_value
+    check_type(a.dtype in (torch.int8, torch.uint8),
+               lambda: f"systolic_matmul: a must be int8 or uint8, got {a.dtype}")
+    check_type(w.dtype == torch.int8, lambda: f"systolic_matmul: w must be int8, got {w.dtype}")
+    check(a.dim() in (2, 3),
+          lambda: f"systolic_matmul: a must be [M, K] or [G, M, K], got shape {tuple(a.shape)}")
+    check(w.dim() == a.dim(), lambda: f"systolic_matmul: w must have the rank of a ({a.dim()})")
+    check(a.device == w.device, lambda: "systolic_matmul: a and w must be on the same device, "
+          f"got a on {a.device} and w on {w.device}")
+    check(p_bits.device.type == "cpu" or p_bits.device == a.device,
+          lambda: f"systolic_matmul: p_bits must be on the CPU or on a's device ({a.device}), "
+          f"got {p_bits.device}")
+    check(w.shape[-2] == a.shape[-1], lambda: "systolic_matmul: K mismatch")
+    check(a.dim() == 2 or w.shape[0] == a.shape[0], lambda: "systolic_matmul: group count mismatch")
+    check_type(p_bits.dtype == torch.float64, lambda: f"systolic_matmul: p_bits must be float64, got {p_bits.dtype}")
+    check(p_bits.dim() == 1, lambda: f"systolic_matmul: p_bits must be 1-D [W], got shape {tuple(p_bits.shape)}")
+    W = p_bits.shape[0]
+    check(MIN_BITS <= W <= MAX_BITS, lambda: f"systolic_matmul: p_bits has length {W}; "
+          f"the accumulator width W must be between {MIN_BITS} and {MAX_BITS} bits")
+    check(0 <= protect < (1 << W), lambda: f"systolic_matmul: protect mask {protect:#x} has bits outside "
+          f"the {W}-bit accumulator")
+    check(rows >= 1, lambda: f"systolic_matmul: rows (systolic array height) must be >= 1, got {rows}")
+    check(0 <= layer < (1 << 32), lambda: f"systolic_matmul: layer (stream id) must be in [0, 2^32), got {layer}")
+    check(0 <= row_offset <= (1 << 32) - a.shape[-2],
+          lambda: f"systolic_matmul: row_offset + M must be in [0, 2^32], got row_offset={row_offset}")
+    check(impl in IMPLS, lambda: f"systolic_matmul: impl must be 'auto', 'fast' or 'simple', got '{impl}'")
+    return W
+
+
 @torch.library.register_fake("pyvs::systolic_matmul")
 def _systolic_matmul_fake(a, w, p_bits, protect=0, seed=0, layer=0, row_offset=0, rows=256,
                           impl="auto"):
-    # Same checks and wording as check_matmul_args in csrc/systolic_matmul.cpp, as far as
-    # they can be made without reading tensor values.
-    torch._check(a.dtype in (torch.int8, torch.uint8),
-                 lambda: f"systolic_matmul: a must be int8 or uint8, got {a.dtype}")
-    torch._check(w.dtype == torch.int8, lambda: f"systolic_matmul: w must be int8, got {w.dtype}")
-    torch._check(a.dim() in (2, 3),
-                 lambda: f"systolic_matmul: a must be [M, K] or [G, M, K], got shape {tuple(a.shape)}")
-    torch._check(w.dim() == a.dim(),
-                 lambda: f"systolic_matmul: w must have the rank of a ({a.dim()})")
-    torch._check(a.device == w.device, lambda: "systolic_matmul: a and w must be on the same "
-                 f"device, got a on {a.device} and w on {w.device}")
-    torch._check(w.shape[-2] == a.shape[-1], lambda: "systolic_matmul: K mismatch")
-    torch._check(p_bits.dtype == torch.float64 and p_bits.dim() == 1,
-                 lambda: "systolic_matmul: p_bits must be a 1-D float64 tensor")
-    W = p_bits.shape[0]
-    torch._check(MIN_BITS <= W <= MAX_BITS, lambda: f"systolic_matmul: p_bits has length {W}; "
-                 f"the accumulator width W must be between {MIN_BITS} and {MAX_BITS} bits")
-    torch._check(rows >= 1, lambda: "systolic_matmul: rows (systolic array height) must be >= 1")
-    torch._check(impl in IMPLS,
-                 lambda: f"systolic_matmul: impl must be 'auto', 'fast' or 'simple', got '{impl}'")
-    if a.dim() == 3:
-        torch._check(w.shape[0] == a.shape[0], lambda: "systolic_matmul: group count mismatch")
-        out_shape = (a.shape[0], a.shape[1], w.shape[2])
-    else:
-        out_shape = (a.shape[0], w.shape[1])
-    out = a.new_empty(out_shape, dtype=torch.int32)
-    stats = a.new_empty((2, W), dtype=torch.int64)
-    return out, stats
+    W = _check_shapes(a, w, p_bits, protect, layer, row_offset, rows, impl)
+    out_shape = (a.shape[0], a.shape[1], w.shape[2]) if a.dim() == 3 else (a.shape[0], w.shape[1])
+    return a.new_empty(out_shape, dtype=torch.int32), a.new_empty((2, W), dtype=torch.int64)

@@ -17,6 +17,7 @@ import dataclasses
 import io
 import json
 import os
+import warnings
 from typing import List, Optional, Tuple
 
 import torch
@@ -76,14 +77,43 @@ class PointResult:
 
     @classmethod
     def from_dict(cls, d: dict) -> "PointResult":
-        names = [f.name for f in dataclasses.fields(cls)]
-        missing = [k for k in names if k not in d]
+        """A row from its dict (JSON), every field checked for its type."""
+        if not isinstance(d, dict):
+            raise ValueError(f"a result row must be an object, got {type(d).__name__}")
+        missing = [k for k in FIELDS if k not in d]
         if missing:
             raise ValueError(f"a result row lacks the fields {missing}")
-        return cls(**{k: d[k] for k in names})
+        for name, kind in _KINDS.items():
+            if not _is(d[name], kind):
+                raise ValueError(f"field {name!r} of a result row must be {kind}, got {d[name]!r}")
+        try:
+            int(d["protect"], 16)
+        except ValueError:
+            raise ValueError(f"field 'protect' of a result row must be a hex mask, got {d['protect']!r}") from None
+        return cls(**{k: d[k] for k in FIELDS})
+
+    @classmethod
+    def from_csv(cls, d: dict) -> "PointResult":
+        """A row from its results.csv cells (text)."""
+        parse = {"int": int, "float": float, "str": str, "list": json.loads}
+        try:
+            return cls.from_dict({k: parse[_KINDS[k]](d[k]) for k in FIELDS})
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"a results.csv row is malformed ({e})") from None
 
 
 FIELDS = [f.name for f in dataclasses.fields(PointResult)]
+_KINDS = {f.name: {"float": "float", "int": "int", "str": "str"}.get(f.type, "list")
+          for f in dataclasses.fields(PointResult)}
+
+
+def _is(value, kind: str) -> bool:
+    if kind == "list":
+        return isinstance(value, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in value)
+    if kind == "str":
+        return isinstance(value, str)
+    ok = (int, float) if kind == "float" else (int,)
+    return isinstance(value, ok) and not isinstance(value, bool)
 
 
 def _csv(rows: List[PointResult]) -> str:
@@ -108,20 +138,78 @@ def write_meta(out_dir: str, meta: dict) -> None:
     atomic_write(os.path.join(out_dir, META), json.dumps(meta, indent=1))
 
 
-def _read_json(path: str, default):
-    if not os.path.exists(path):
-        return default
+def _rows_from_json(path: str) -> List[PointResult]:
     with open(path) as f:
-        return json.load(f)
+        doc = json.load(f)
+    if not isinstance(doc, list):
+        raise ValueError("it is not a list of rows")
+    return [PointResult.from_dict(d) for d in doc]
+
+
+def _rows_from_csv(path: str) -> List[PointResult]:
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames != FIELDS:
+            raise ValueError("its columns are not those of a result row")
+        return [PointResult.from_csv(d) for d in reader]
+
+
+def _unique(rows: List[PointResult], what: str) -> List[PointResult]:
+    """The rows with the first of each (voltage, strategy, seed) key."""
+    seen, out = set(), []
+    for r in rows:
+        if r.key in seen:
+            warnings.warn(f"{what}: a repeated row for {r.key} is dropped", stacklevel=3)
+            continue
+        seen.add(r.key)
+        out.append(r)
+    return out
+
+
+def _authoritative_rows(out_dir: str) -> List[PointResult]:
+    """The rows of results.json (the authoritative copy), or, where it is
+    missing or damaged, of results.csv if that one is whole."""
+    path, csv_path = os.path.join(out_dir, RESULTS), os.path.join(out_dir, CSV)
+    if not os.path.exists(path):
+        return _rows_from_csv(csv_path) if os.path.exists(csv_path) else []
+    try:
+        return _rows_from_json(path)
+    except (OSError, ValueError) as e:
+        problem = str(e).splitlines()[0]
+    try:
+        rows = _rows_from_csv(csv_path)
+    except (OSError, ValueError):
+        raise ValueError(f"{path!r} is damaged ({problem}) and {CSV} cannot replace it; move the "
+                         "folder away to start again") from None
+    warnings.warn(f"{path!r} is damaged ({problem}); its {len(rows)} rows are taken from {CSV}",
+                  stacklevel=3)
+    return rows
 
 
 def load_results(out_dir: str) -> Tuple[List[PointResult], List[PointResult], dict]:
-    """(rows, search steps, meta) of a results folder."""
+    """(rows, search steps, meta) of a results folder, each file checked. A
+    damaged results.json is replaced by a whole results.csv (and the other
+    way round by :func:`write_results`); repeated rows are dropped."""
     if not os.path.isdir(out_dir):
         raise ValueError(f"results folder {out_dir!r} does not exist")
-    rows = [PointResult.from_dict(d) for d in _read_json(os.path.join(out_dir, RESULTS), [])]
-    search = [PointResult.from_dict(d) for d in _read_json(os.path.join(out_dir, SEARCH), [])]
-    return rows, search, _read_json(os.path.join(out_dir, META), {})
+    rows = _unique(_authoritative_rows(out_dir), os.path.join(out_dir, RESULTS))
+    search_path, meta_path = os.path.join(out_dir, SEARCH), os.path.join(out_dir, META)
+    try:
+        search = _rows_from_json(search_path) if os.path.exists(search_path) else []
+    except (OSError, ValueError) as e:
+        warnings.warn(f"{search_path!r} is damaged ({str(e).splitlines()[0]}); the auto points' "
+                      "search steps are left out", stacklevel=2)
+        search = []
+    meta = {}
+    if os.path.exists(meta_path):
+        try:
+            with open(meta_path) as f:
+                meta = json.load(f)
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{meta_path!r} is damaged ({str(e).splitlines()[0]})") from None
+    if not isinstance(meta, dict):
+        raise ValueError(f"{meta_path!r} is damaged (not an object)")
+    return rows, search, meta
 
 
 def save_golden(out_dir: str, golden: dict) -> None:

@@ -16,6 +16,8 @@ there.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import math
 import os
 import time
 from typing import Callable, Dict, List, Optional, Sequence
@@ -28,6 +30,7 @@ from .checks import number
 from .costs import Workload
 from .energy import EnergyParams
 from .experiment import Experiment, Golden, model_width
+from .nn.layers import systolic_layers
 from .latency import ArrayConfig
 from .results import PointResult, load_golden, load_results, save_golden, write_meta, write_results
 from .strategies import auto_select, parse_strategy
@@ -39,7 +42,30 @@ FULL_GRID = {"voltages": [round(0.50 + 0.01 * i, 3) for i in range(41)],
              "strategies": ["none", "msb4", "msb8", "all", "auto"], "seeds": [0, 1, 2]}
 
 # meta.json entries that must match for a folder to be resumed.
-_SAME_SWEEP = ("n_images", "freq_ghz", "acc_bits", "budget", "array", "energy", "timing_options", "model")
+_SAME_SWEEP = ("n_images", "freq_ghz", "acc_bits", "budget", "array", "energy", "timing_options", "model",
+               "data_sha256", "model_sha256")
+
+
+def fingerprint_batches(batches) -> str:
+    """SHA-256 of every image and label, in order, whatever the batching: a
+    folder is never resumed on other data, even of the same size."""
+    images, labels = hashlib.sha256(), hashlib.sha256()
+    for x, y in batches:
+        images.update(x.detach().cpu().contiguous().numpy().tobytes())
+        labels.update(y.detach().cpu().to(torch.int64).numpy().tobytes())
+    return hashlib.sha256((images.hexdigest() + labels.hexdigest()).encode()).hexdigest()
+
+
+def fingerprint_model(model: torch.nn.Module) -> str:
+    """SHA-256 of a model's state (weights, scales, biases) and its systolic
+    layers' settings."""
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    for name, layer in systolic_layers(model):
+        h.update(f"{name}: {layer.extra_repr()}".encode())
+    return h.hexdigest()
 
 
 def check_grid(voltages: Sequence[float], strategies: Sequence[str], budget: float, acc_bits: int,
@@ -59,7 +85,8 @@ def check_grid(voltages: Sequence[float], strategies: Sequence[str], budget: flo
     return v
 
 
-def _check_writable(out_dir: str) -> None:
+def check_writable(out_dir: str) -> None:
+    """Creates the results folder, or a ValueError saying why it cannot."""
     try:
         os.makedirs(out_dir, exist_ok=True)
         probe = os.path.join(out_dir, ".write-test")
@@ -71,9 +98,13 @@ def _check_writable(out_dir: str) -> None:
 
 
 def _check_same_sweep(out_dir: str, old: dict, new: dict) -> None:
+    if old and not all(k in old for k in _SAME_SWEEP if k in new):
+        raise ValueError(f"{out_dir!r} holds results whose provenance is not recorded (made by an "
+                         "older pyvs, or not a sweep folder); use a new output folder")
     for key in _SAME_SWEEP:
-        if old and key in old and old.get(key) != new.get(key):
-            raise ValueError(f"{out_dir!r} holds a sweep with another {key} ({old.get(key)!r}); "
+        if old and key in new and old.get(key) != new.get(key):
+            what = {"data_sha256": "data", "model_sha256": "model (weights or layer settings)"}.get(key, key)
+            raise ValueError(f"{out_dir!r} holds a sweep with other {what} ({str(old.get(key))[:64]}); "
                              "use a new output folder")
 
 
@@ -109,7 +140,8 @@ def _auto_point(exp: Experiment, v: float, p: torch.Tensor, seed: int, budget: f
     if not tried:
         return exp.point(v, p, mask, seed, "auto")
     chosen = next(r for m, r in reversed(tried) if m == mask)
-    return dataclasses.replace(chosen, strategy="auto", evaluations=len(tried))
+    return dataclasses.replace(chosen, strategy="auto", evaluations=len(tried),
+                               seconds=sum(r.seconds for _, r in tried))
 
 
 def sweep(model: torch.nn.Module, batches, out_dir: str, voltages: Sequence[float],
@@ -141,16 +173,17 @@ def sweep(model: torch.nn.Module, batches, out_dir: str, voltages: Sequence[floa
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("no seed given")
-    _check_writable(out_dir)
+    check_writable(out_dir)
     if model_width(model) != acc_bits:
         raise ValueError(f"the model's layers have a {model_width(model)}-bit accumulator, the sweep {acc_bits}")
     config = {"voltages": volts, "strategies": list(strategies), "seeds": seeds, "freq_ghz": freq_ghz,
               "acc_bits": acc_bits, "budget": budget, "n_images": sum(len(y) for _, y in batches),
+              "data_sha256": fingerprint_batches(batches), "model_sha256": fingerprint_model(model),
               "array": vars(array).copy(), "energy": vars(energy).copy(), "timing_options": timing_options,
               **(meta or {})}
     rows, search, old_meta = load_results(out_dir)
     _check_same_sweep(out_dir, old_meta, config)
-
+    write_results(out_dir, rows, search)  # regenerates a damaged or stale copy
     exp = Experiment(model, batches, array=array, energy=energy, device=device, progress=progress,
                      golden=_golden(out_dir, old_meta))
     save_golden(out_dir, dataclasses.asdict(exp.golden))
@@ -164,23 +197,47 @@ def _workload_meta(golden: Golden, w: Workload) -> dict:
             "baseline_energy_j": w.baseline_j, "layers": {n: list(s) for n, s in w.shapes.items()}}
 
 
+def _evaluations_ahead(exp: Experiment, pending, p_of) -> int:
+    """About how many evaluations the pending points take: none where no bit
+    errs or the same effective mask was evaluated already, one per fixed
+    strategy, log2(#erring bits) + 2 for 'auto' (its binary search)."""
+    total, keys = 0, set()
+    for v, strategy, seed in pending:
+        mask = parse_strategy(strategy, exp.acc_bits)
+        erring = int((p_of[v] > 0).sum())
+        if not erring:
+            continue
+        if mask is None:
+            total += math.ceil(math.log2(erring + 1)) + 1
+        elif exp.key(v, p_of[v], mask, seed) not in keys | exp.evaluated_keys():
+            keys.add(exp.key(v, p_of[v], mask, seed))
+            total += 1
+    return total
+
+
 def _run_points(exp: Experiment, out_dir: str, rows: List[PointResult], search: List[PointResult],
                 volts, strategies, seeds, p_of, budget, progress) -> List[PointResult]:
-    """Every point of the grid not yet in ``rows``, written as it finishes."""
+    """Every point of the grid not yet in ``rows``, written as it finishes.
+    Progress counts evaluated images, so its ETA holds for error-free points
+    (no evaluation) and automatic searches (several) alike."""
     done = {r.key for r in rows}
     # Search steps of an 'auto' point that a killed run left unfinished are redone.
     search[:] = [r for r in search if (r.voltage, "auto", r.seed) in done]
-    points = [(v, s, sd) for v in volts for s in strategies for sd in seeds]
-    with tqdm(total=len(points), desc="sweep points", unit="pt", disable=not progress) as bar:
-        for v, strategy, seed in points:
-            if (v, strategy, seed) not in done:
-                mask = parse_strategy(strategy, exp.acc_bits)
-                rows.append(_auto_point(exp, v, p_of[v], seed, budget, search) if mask is None
-                            else exp.point(v, p_of[v], mask, seed, strategy))
-                write_results(out_dir, rows, search)
-                if _PAUSE:  # testing aid: time for a test to kill the run between points
-                    time.sleep(_PAUSE)
-            bar.update(1)
+    pending = [(v, s, sd) for v in volts for s in strategies for sd in seeds if (v, s, sd) not in done]
+    n = exp.n_images
+    with tqdm(total=n * _evaluations_ahead(exp, pending, p_of), desc=f"sweep ({len(pending)} points)",
+              unit="img", disable=not progress) as bar:
+        for i, (v, strategy, seed) in enumerate(pending):
+            mask = parse_strategy(strategy, exp.acc_bits)
+            before = exp.evaluations
+            rows.append(_auto_point(exp, v, p_of[v], seed, budget, search) if mask is None
+                        else exp.point(v, p_of[v], mask, seed, strategy))
+            write_results(out_dir, rows, search)
+            bar.update(n * (exp.evaluations - before))
+            bar.total = bar.n + n * _evaluations_ahead(exp, pending[i + 1:], p_of)
+            bar.refresh()
+            if _PAUSE:  # testing aid: time for a test to kill the run between points
+                time.sleep(_PAUSE)
     return rows
 
 

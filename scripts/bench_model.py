@@ -79,7 +79,7 @@ def images_of(args):
     n = args.batch_size * args.batches
     if args.data:
         ds = data.imagenet_dataset(args.data, n)
-        images = torch.cat([x for x, _ in data.loader(ds, args.batch_size)])
+        images = data.normalize(torch.cat([x for x, _ in data.loader(ds, args.batch_size)]))
         return images, f"{len(images)} sample images"
     return torch.randn(n, 3, 224, 224, generator=torch.Generator().manual_seed(0)), f"{n} random images"
 

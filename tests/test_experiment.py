@@ -92,7 +92,7 @@ def test_mobilenet_v2_logits_and_counts_on_the_gpu_equal_the_cpu():
         probe, logits = Probe(), []
         for i, (x, _) in enumerate(batches):
             with forward_pass(12 * i, probe), torch.no_grad():
-                logits.append(m(x.to(device)).cpu())
+                logits.append(m(data.normalize(x.to(device))).cpu())
         out[device] = torch.cat(logits), probe.counts()
     assert torch.equal(out["cpu"][0], out["cuda"][0])
     assert out["cpu"][1].keys() == out["cuda"][1].keys()

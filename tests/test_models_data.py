@@ -6,6 +6,7 @@ import torch
 import torchvision
 
 import pyvs
+from pyvs.data import normalize
 from pyvs.nn import forward_pass
 
 from conftest import DATA
@@ -16,7 +17,7 @@ def test_bad_data_and_weights_are_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         data.imagenet_dataset(str(tmp_path / "missing"))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="neither the ImageNet sample"):
+    with pytest.raises(ValueError, match="neither an ImageNet sample"):
         data.imagenet_dataset(str(tmp_path / "empty"))
     torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "r18.pth")
     with pytest.raises(ValueError, match="does not match the int8 MobileNetV2 architecture"):
@@ -49,6 +50,7 @@ def test_imported_int8_mobilenet_v2_agrees_with_torchvision(sample_batches):
     worst = 0.0
     with torch.no_grad():
         for i, (x, _) in enumerate(sample_batches):
+            x = normalize(x)
             with forward_pass(i * 50):
                 a = ours(x)
             b = tv(x)

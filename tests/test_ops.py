@@ -469,12 +469,19 @@ def _ab():
     (lambda a, w: pyvs.systolic_matmul(a, w, GOOD_P, layer=2**32), "layer"),
     (lambda a, w: pyvs.systolic_matmul(a, w, GOOD_P, row_offset=-1), "row_offset"),
     (lambda a, w: pyvs.systolic_matmul(a, w, GOOD_P, row_offset=2**32 - 3), "row_offset"),
+    (lambda a, w: pyvs.systolic_matmul(a, w, GOOD_P, row_offset=2**63 - 2), "row_offset"),  # would overflow
+    (lambda a, w: torch.ops.pyvs._fault_tables(torch.tensor([float("nan")] * 8, dtype=torch.float64), 3),
+     r"_fault_tables: p_bits\[0\] = nan is not a probability"),
+    (lambda a, w: torch.ops.pyvs._fault_tables(torch.tensor([2.0] * 8, dtype=torch.float64), 3),
+     "is not a probability"),
+    (lambda a, w: torch.ops.pyvs.systolic_matmul(a, w, torch.zeros(32, dtype=torch.float64, device="meta")),
+     "p_bits must be on the CPU or on a's device"),
     (lambda a, w: pyvs.systolic_matmul(a, w, GOOD_P, impl="fastest"),
      "impl must be 'auto', 'fast' or 'simple', got 'fastest'"),
 ])
 def test_bad_input_is_a_clear_error(call, match):
     a, w = _ab()
-    with pytest.raises(RuntimeError, match=match):
+    with pytest.raises((ValueError, TypeError), match=match):
         call(a, w)
 
 
@@ -487,12 +494,12 @@ def test_bad_seed_is_a_clear_error():
 @needs_cuda
 def test_tensors_on_different_devices_are_a_clear_error():
     a, w = _ab()
-    with pytest.raises(RuntimeError, match="must be on the same device"):
+    with pytest.raises(ValueError, match="must be on the same device"):
         pyvs.systolic_matmul(a.cuda(), w, GOOD_P)
 
 
 def test_meta_tensors_on_different_devices_are_a_clear_error():
     # Runs without a GPU: the meta device stands in for "another device".
     a, w = _ab()
-    with pytest.raises(RuntimeError, match="must be on the same device"):
+    with pytest.raises(ValueError, match="must be on the same device"):
         torch.ops.pyvs.systolic_matmul(a, w.to("meta"), torch.zeros(32, dtype=torch.float64))

@@ -18,7 +18,7 @@ from typing import Dict, Iterable, Optional, Tuple
 import torch
 from torch import nn
 
-from .int8 import FakeQuant, QuantFunctional, quantize_bias
+from .int8 import FakeQuant, QuantFunctional, RecordPools, pool_integers, quantize_bias
 from .ptq import quantize_float_model
 from .surgery import check_mapped, make_systolic, set_module
 
@@ -54,10 +54,11 @@ def _weight_parts(w: torch.Tensor):
     return w.int_repr().to(torch.int8), scale
 
 
-def _input_grids(qmodel: nn.Module, example_input: torch.Tensor) -> Tuple[Dict[str, tuple], Dict[str, tuple]]:
+def _input_grids(qmodel: nn.Module, example_input: torch.Tensor) -> Tuple[Dict[str, tuple], Dict[str, tuple], list]:
     """The grids of the quantized tensors the model's layers receive, read in
-    one forward pass: {conv/linear name: (scale, zero point, dtype)} and
-    {QFunctional name: ((s_a, z_a), (s_b, z_b)) of its adds}."""
+    one forward pass: {conv/linear name: (scale, zero point, dtype)},
+    {QFunctional name: ((s_a, z_a), (s_b, z_b)) of its adds} and the grids of
+    its average pools' inputs in call order."""
     nnq, compute, _ = _qmodules()
     inputs: Dict[str, tuple] = {}
     add_inputs: Dict[str, tuple] = {}
@@ -75,15 +76,16 @@ def _input_grids(qmodel: nn.Module, example_input: torch.Tensor) -> Tuple[Dict[s
                     return orig(a, b)
                 setattr(m, op, wrapped)
                 patched.append((m, op))
+    pools = RecordPools()
     try:
-        with torch.no_grad():
+        with torch.no_grad(), pools:
             qmodel(example_input)
     finally:
         for h in hooks:
             h.remove()
         for m, op in patched:
             delattr(m, op)  # back to the class's method
-    return inputs, add_inputs
+    return inputs, add_inputs, pools.grids
 
 
 def _float_twin(name: str, m: nn.Module, inputs: dict, add_inputs: dict, acc_bits: int):
@@ -96,6 +98,8 @@ def _float_twin(name: str, m: nn.Module, inputs: dict, add_inputs: dict, acc_bit
         s_in, z_in, dt = inputs[name]
         w_q, w_s = _weight_parts(m.weight())
         bias = m.bias()
+        if bias is not None and not bool(torch.isfinite(bias).all()):
+            raise ValueError(f"pyvs.convert: the bias of layer {name!r} holds NaN or infinite values")
         bias_q = None if bias is None else quantize_bias(bias, s_in, w_s)
         return make_systolic(m, name, w_q, w_s, bias_q, s_in, z_in, in_dtype=_DTYPE[dt],
                              out_scale=m.scale, out_zero_point=m.zero_point,
@@ -118,16 +122,20 @@ def from_quantized(qmodel: nn.Module, example_input: Optional[torch.Tensor] = No
     Each layer's input quantization parameters are those of the quantized
     tensor it receives, read in one forward pass of ``example_input`` (float
     [1, 3, 224, 224] by default). Quantize stubs become :class:`FakeQuant`,
-    QFunctional ops :class:`QuantFunctional`, DeQuantize an identity."""
+    QFunctional ops :class:`QuantFunctional`, DeQuantize an identity, and
+    average pools of quantized tensors pool in integers as torch's do
+    (:class:`pyvs.nn.int8.IntegerPools`)."""
     qmodel = qmodel.eval()
     example_input = torch.zeros(1, 3, 224, 224) if example_input is None else example_input
-    inputs, add_inputs = _input_grids(qmodel, example_input)
+    inputs, add_inputs, pool_grids = _input_grids(qmodel, example_input)
     model = copy.deepcopy(qmodel)
     for name, m in list(model.named_modules()):
         twin = _float_twin(name, m, inputs, add_inputs, acc_bits) if name else None
         if twin is not None:
             set_module(model, name, twin)
     check_mapped(model, allow_float)
+    if any(g is not None for g in pool_grids):
+        pool_integers(model, pool_grids)
     return model
 
 

@@ -139,3 +139,91 @@ class QuantFunctional(nn.Module):
 
     def mul_scalar(self, a, s):
         return self.out(a * s)
+
+
+# ---- average pooling on quantized tensors -----------------------------------
+#
+# torch pools a quantized tensor in integers: per window, acc = sum(q - z) and
+# q_out = z + lrintf(float32(acc) * float32(1 / area)), rounding half to even
+# (quantized adaptive_avg_pool2d on QNNPACK and FBGEMM). Pooling the float
+# values instead differs in ties and in float rounding: at 224x224 input
+# MobileNetV2's 7x7 map never ties, at 256x256 its 8x8 map does.
+
+def _window(i: int, n_in: int, n_out: int) -> slice:
+    return slice((i * n_in) // n_out, -((-(i + 1) * n_in) // n_out))  # floor, ceil
+
+
+def int_adaptive_avg_pool2d(x: torch.Tensor, output_size, grid: Grid) -> torch.Tensor:
+    """Adaptive average pooling of float x [N, C, H, W] whose values lie on
+    the uint8 grid (scale, zero point), as torch pools the quantized tensor."""
+    scale, zp = grid
+    oh, ow = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
+    h, w = x.shape[-2:]
+    oh, ow = oh or h, ow or w  # None keeps the input size
+    q = torch.round(x.float() * (1.0 / f32(scale))).to(torch.int64)  # q - z, exactly
+    out = torch.empty(x.shape[:-2] + (oh, ow), dtype=torch.float32, device=x.device)
+    for i in range(oh):
+        for j in range(ow):
+            win = q[..., _window(i, h, oh), _window(j, w, ow)]
+            acc = win.sum((-2, -1)).to(torch.float32)
+            y = torch.round(acc * f32(1.0 / (win.shape[-2] * win.shape[-1])).to(x.device))
+            out[..., i, j] = y.clamp_(-zp, 255 - zp)
+    return out.mul_(f32(scale).to(x.device))
+
+
+class IntegerPools(torch.overrides.TorchFunctionMode):
+    """Replaces the k-th ``F.adaptive_avg_pool2d`` call of a forward pass by
+    :func:`int_adaptive_avg_pool2d` on ``grids[k]`` (None: left in float).
+    The grids are those the quantized model's pools received, in call order
+    (recorded by :func:`pyvs.nn.from_quantized`)."""
+
+    def __init__(self, grids):
+        super().__init__()
+        self.grids, self.calls = list(grids), 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is torch.nn.functional.adaptive_avg_pool2d:
+            k, self.calls = self.calls, self.calls + 1
+            if k >= len(self.grids):
+                raise RuntimeError(f"pyvs: the model pooled {k + 1} times, the int8 model it was "
+                                   f"converted from {len(self.grids)} times")
+            if self.grids[k] is not None:
+                size = args[1] if len(args) > 1 else kwargs["output_size"]
+                return int_adaptive_avg_pool2d(args[0], size, self.grids[k])
+        return func(*args, **kwargs)
+
+
+def _enter_integer_pools(module, args):
+    module._pyvs_pools = IntegerPools(module.pyvs_pool_grids)
+    module._pyvs_pools.__enter__()
+
+
+def _leave_integer_pools(module, args, output):
+    mode = module.__dict__.pop("_pyvs_pools", None)
+    if mode is not None:
+        mode.__exit__(None, None, None)
+
+
+def pool_integers(model: nn.Module, grids) -> None:
+    """Makes every forward pass of ``model`` pool as torch's int8 kernels do
+    (see :class:`IntegerPools`)."""
+    model.pyvs_pool_grids = list(grids)
+    model.register_forward_pre_hook(_enter_integer_pools)
+    model.register_forward_hook(_leave_integer_pools, always_call=True)
+
+
+class RecordPools(torch.overrides.TorchFunctionMode):
+    """Records the grid of every ``F.adaptive_avg_pool2d`` input of a
+    quantized model's forward pass, in call order (None for float inputs)."""
+
+    def __init__(self):
+        super().__init__()
+        self.grids = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func is torch.nn.functional.adaptive_avg_pool2d:
+            x = args[0]
+            quantized = x.is_quantized and x.qscheme() == torch.per_tensor_affine and x.dtype == torch.quint8
+            self.grids.append((x.q_scale(), x.q_zero_point()) if quantized else None)
+        return func(*args, **(kwargs or {}))

@@ -16,12 +16,14 @@ its own input.
 """
 from __future__ import annotations
 
+import math
 from typing import Dict, Iterable, List, Tuple
 
 import torch
 from torch import nn
 from tqdm import tqdm
 
+from ..accumulator import check_width
 from .int8 import check_dtype, quantize_bias
 from .surgery import check_mapped, make_systolic, set_module
 
@@ -120,12 +122,17 @@ def quantize_float_model(model: nn.Module, calibration: Iterable[torch.Tensor], 
     with every Conv2d/Linear replaced by a systolic layer."""
     check_mapped(model, allow_float, float_layers_ok=True)
     check_dtype(act_dtype)
+    acc_bits = check_width(acc_bits)
+    _check_finite(model)
     model.eval()
     fold_batchnorm(model)
     ranges, _ = calibrate(model, calibration, progress)
     for name, m in list(model.named_modules()):
         if not isinstance(m, (nn.Conv2d, nn.Linear)) or name not in ranges:
             continue
+        if not all(math.isfinite(x) for x in ranges[name]):
+            raise ValueError(f"pyvs.convert: the calibration inputs of layer {name!r} are not finite "
+                             f"(min {ranges[name][0]}, max {ranges[name][1]})")
         s_in, z_in = activation_qparams(*ranges[name], act_dtype)
         w_q, w_s = quantize_weight(m.weight)
         bias_q = None if m.bias is None else quantize_bias(m.bias, s_in, w_s)
@@ -133,6 +140,15 @@ def quantize_float_model(model: nn.Module, calibration: Iterable[torch.Tensor], 
                                               in_dtype=act_dtype, acc_bits=acc_bits))
     check_mapped(model, allow_float)
     return model
+
+
+def _check_finite(model: nn.Module) -> None:
+    """A NaN or infinite parameter or buffer would quantize to finite
+    integers and hide what the float model shows: refuse it."""
+    for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise ValueError(f"pyvs.convert: {name} holds NaN or infinite values; the float model "
+                             "computes NaN, and its int8 twin would not")
 
 
 __all__ = ["fold_batchnorm", "quantize_weight", "activation_qparams", "calibrate",
