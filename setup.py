@@ -127,6 +127,7 @@ setup(
         "tqdm",
         "matplotlib",
     ],
-    extras_require={"test": ["pytest"]},
+    extras_require={"test": ["pytest", "hypothesis"]},
+    package_data={"pyvs": ["imagenet_wnids.txt"]},
     entry_points={"console_scripts": ["pyvs=pyvs.cli:main"]},
 )

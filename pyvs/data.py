@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 from typing import List, Optional, Tuple
 
 import torch
@@ -42,7 +43,9 @@ def load_image(path: str) -> torch.Tensor:
             data = torch.frombuffer(bytearray(f.read()), dtype=torch.uint8)
         img = decode_image(data, mode=ImageReadMode.RGB)
     except (OSError, RuntimeError, ValueError) as e:
-        raise ValueError(f"cannot read image {path!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        # torchvision prefixes its messages with the C++ source location: keep the reason
+        why = re.sub(r"^\w+, \S+:\d+, ", "", (str(e).splitlines() or [type(e).__name__])[0])
+        raise ValueError(f"cannot read image {path!r}: {why}") from None
     if tuple(img.shape[1:]) != (SIZE, SIZE):
         img = TF.center_crop(TF.resize(img, [RESIZE], antialias=True), [SIZE, SIZE])
     return img

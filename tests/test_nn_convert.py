@@ -82,3 +82,41 @@ def test_bad_inputs_are_clear_errors(tmp_path):
         FaultConfig(torch.zeros(32, dtype=torch.float64), protect=1 << 32)
     with pytest.raises(ValueError, match="not systolic layers"):
         set_faults(q, {"nope": FaultConfig()})
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda: FaultConfig(torch.zeros(2, 16, dtype=torch.float64)), r"p_bits must be 1-D \[W\]"),
+    (lambda: FaultConfig(torch.zeros(32), protect=1.5), "protect must be an integer"),
+    (lambda: FaultConfig(torch.zeros(32), rows=2.5), "rows must be an integer"),
+    (lambda: FaultConfig(torch.zeros(32), rows=0), r"rows must be an integer in \[1"),
+    (lambda: FaultConfig(torch.zeros(32), seed="3"), "seed must be an integer"),
+    (lambda: FaultConfig(torch.zeros(32), seed=2**64), "seed must fit in 64 bits"),
+    (lambda: FaultConfig(torch.zeros(32), impl="fastest"), "impl must be"),
+    (lambda: FaultConfig("abc"), "p_bits must be a 1-D sequence of probabilities"),
+    (lambda: FaultConfig([0.1] * 7), "between 8 and 32"),
+])
+def test_fault_config_refuses_what_it_would_have_coerced(make, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        make()
+
+
+def test_set_faults_refuses_a_bare_number():
+    _, _, q = tiny()
+    with pytest.raises(TypeError, match="expected a FaultConfig, a dict of them or None, got float"):
+        set_faults(q, 0.5)
+
+
+@pytest.mark.parametrize("poison", ["weight", "bias", "bn"])
+def test_non_finite_float_models_are_refused(poison):
+    net = TinyNet().eval()
+    target = {"weight": net.pw.weight, "bias": net.fc.bias, "bn": net.dw[1].running_var}[poison]
+    target.data.view(-1)[0] = float("nan")
+    with torch.no_grad():
+        assert torch.isnan(net(torch.randn(2, 3, 32, 32))).any(), "the float model must show the NaN"
+    with pytest.raises(ValueError, match="holds NaN or infinite values"):
+        pyvs.convert(net, [torch.randn(2, 3, 32, 32)])
+
+
+def test_non_finite_calibration_is_refused():
+    with pytest.raises(ValueError, match="calibration inputs of layer 'stem.0' are not finite"):
+        pyvs.convert(TinyNet().eval(), [torch.full((2, 3, 32, 32), float("inf"))])

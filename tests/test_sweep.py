@@ -152,3 +152,42 @@ def test_sweep_on_the_gpu_equals_the_cpu(tmp_path):
                     seeds=[0, 1], probabilities=planted, device=device, progress=False)
         rows[device] = [{k: v for k, v in vars(r).items() if k != "seconds"} for r in got]
     assert rows["cpu"] == rows["cuda"]
+
+
+def test_a_folder_is_never_resumed_on_other_data_or_another_model(tmp_path):
+    q, batches = _setup(32)
+    sweep(q, batches, str(tmp_path), [0.9], ["none"], probabilities=planted, progress=False)
+    # The same images in other batches: the same data, resumed.
+    rebatched = [(torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches]))]
+    assert len(sweep(q, rebatched, str(tmp_path), [0.9], ["none"], probabilities=planted,
+                     progress=False)) == 1
+    other = [(x.flip(0), y) for x, y in batches]  # same count, other images
+    with pytest.raises(ValueError, match="holds a sweep with other data"):
+        sweep(q, other, str(tmp_path), [0.9], ["none"], probabilities=planted, progress=False)
+    q2, _ = _setup(32)
+    q2.fc.weight_q.view(-1)[0] += 1
+    with pytest.raises(ValueError, match="holds a sweep with other model"):
+        sweep(q2, batches, str(tmp_path), [0.9], ["none"], probabilities=planted, progress=False)
+
+
+def test_auto_point_counts_every_search_step(tmp_path):
+    import json
+    q, batches = _setup(16)
+    rows = sweep(q, batches, str(tmp_path), [0.8], ["auto"], probabilities=planted, budget=0.0,
+                 progress=False)
+    steps = json.loads((tmp_path / "search.json").read_text())
+    assert rows[0].evaluations == len(steps) > 1
+    assert rows[0].seconds == pytest.approx(sum(s["seconds"] for s in steps))
+
+
+def test_progress_counts_evaluations_not_points():
+    from pyvs.experiment import Experiment
+    from pyvs.sweep import _evaluations_ahead
+    q, batches = _setup(16)
+    exp = Experiment(q, batches, progress=False)
+    p_of = {v: planted([v])[0] for v in (0.9, 0.8)}
+    # 0.9 V: no bit errs, nothing to evaluate; 0.8 V: none and msb8 differ on
+    # the erring bits (1, 24), msb8 and msb16 do not; auto: log2(2 + 1) + 1.
+    pending = [(0.9, "none", 0), (0.9, "auto", 0), (0.8, "none", 0), (0.8, "msb8", 0), (0.8, "msb16", 0),
+               (0.8, "auto", 0)]
+    assert _evaluations_ahead(exp, pending, p_of) == 2 + 3
