@@ -188,17 +188,31 @@ def _fmt(value: float, lo: float, hi: float) -> str:
     return f"{100 * value:6.2f} % [{100 * lo:.2f}, {100 * hi:.2f}]"
 
 
-def _model_and_data(args: argparse.Namespace, limit):
-    """The converted int8 MobileNetV2 on the device and the decoded batches."""
+def _world(args: argparse.Namespace):
+    """This process's place under torchrun (one process without it); every
+    rank must have been given the same arguments."""
+    from .distributed import World
+    world = World.from_env(args.device)
+    args.device = world.device(args.device)
+    world.check_same("arguments", {k: v for k, v in vars(args).items() if k not in ("func", "device")})
+    return world
+
+
+def _model_and_data(args: argparse.Namespace, limit, world):
+    """The converted int8 MobileNetV2 on the device, and this rank's shard of
+    the images decoded: (model, batches, global index of its first image)."""
+    from torch.utils.data import Subset
+
     from . import data, models
     from .nn import convert
 
     if args.threads:
         torch.set_num_threads(args.threads)
     ds = data.imagenet_dataset(args.data, limit)
-    batches = data.decoded(ds, args.batch_size, progress=True)
+    start, end = world.shard(len(ds))
+    batches = data.decoded(Subset(ds, range(start, end)), args.batch_size, progress=world.is_main)
     model = convert(models.mobilenet_v2_int8(args.weights), acc_bits=args.acc_bits).to(args.device)
-    return model, batches
+    return model, batches, start
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -216,12 +230,18 @@ def _run(args: argparse.Namespace) -> int:
     seed64(args.seed)
     if args.json:
         _writable_file(args.json, "--json")
-    model, batches = _model_and_data(args, args.limit)
-    n = sum(len(y) for _, y in batches)
-    print(f"int8 MobileNetV2 on a {args.rows}-row systolic array, {args.acc_bits}-bit accumulators; "
-          f"{n} images from {args.data}; device {args.device}")
-    exp = Experiment(model, batches, array=ArrayConfig(rows=args.rows, freq_ghz=args.freq), device=args.device)
+    world = _world(args)
+    model, batches, first = _model_and_data(args, args.limit, world)
+    exp = Experiment(model, batches, array=ArrayConfig(rows=args.rows, freq_ghz=args.freq), device=args.device,
+                     progress=world.is_main, world=world, first_image=first)
+    n = exp.n_images
+    if world.is_main:
+        print(f"int8 MobileNetV2 on a {args.rows}-row systolic array, {args.acc_bits}-bit accumulators; "
+              f"{n} images from {args.data}; device {args.device}"
+              + (f" on each of {world.size} ranks" if world.size > 1 else ""))
     r = exp.point(args.voltage, p, protect, args.seed, "run")
+    if not world.is_main:
+        return 0
     clean = exp.golden.clean
     erring = [b for b in range(args.acc_bits) if p[b] > 0]
     print(f"timing model at {args.voltage} V, {args.freq} GHz: bits {erring[0] if erring else '-'}"
@@ -286,21 +306,25 @@ def _sweep(args: argparse.Namespace) -> int:
     array = ArrayConfig(args.rows, integer(args.cols, "--cols", 1), args.freq,
                         integer(args.replay_cycles, "--replay-cycles", 0),
                         batch=integer(args.array_batch, "--array-batch", 1))
-    check_writable(args.out)
-    model, batches = _model_and_data(args, limit)
+    world = _world(args)
+    world.on_main(lambda: check_writable(args.out))
+    model, batches, first = _model_and_data(args, limit, world)
     try:
         rows = sweep(model, batches, args.out, voltages, strategies, seeds, freq_ghz=args.freq,
                      acc_bits=args.acc_bits, budget=args.budget / 100.0, array=array,
                      timing_options=args.timing_options, device=args.device,
                      meta={"model": "mobilenet_v2_int8", "data": os.path.abspath(args.data),
-                           "weights": os.path.abspath(args.weights) if args.weights else "torchvision"})
+                           "weights": os.path.abspath(args.weights) if args.weights else "torchvision"},
+                     world=world, first_image=first)
     except KeyboardInterrupt:
-        if args.debug or os.environ.get("PYVS_DEBUG"):
+        if args.debug or os.environ.get("PYVS_DEBUG") or not world.is_main:
             raise
         done = len(load_results(args.out)[0]) if os.path.isdir(args.out) else 0
         print(f"pyvs sweep: interrupted; {done} finished points are saved in {args.out}/results.json; "
               "run the same command again to resume", file=sys.stderr)
         return 130
+    if not world.is_main:
+        return 0
     print(f"{len(rows)} points in {args.out}/results.csv and results.json")
     if not args.no_report:
         return _report(argparse.Namespace(results=args.out, latency_limit=args.latency_limit))
@@ -426,18 +450,25 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     debug = args.debug or bool(os.environ.get("PYVS_DEBUG"))
+    # Under torchrun every rank runs this; its messages name the rank.
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    who = f"pyvs {args.command}" + (f" [rank {os.environ.get('RANK', '?')}/{size}]" if size > 1 else "")
     try:
         return args.func(args)
     except (UserError, ValueError, TypeError, OSError) as e:
         if debug:
             raise
-        print(f"pyvs {args.command}: {e}", file=sys.stderr)
+        print(f"{who}: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         if debug:
             raise
-        print(f"pyvs {args.command}: interrupted", file=sys.stderr)
+        print(f"{who}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        import torch.distributed as dist
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 if __name__ == "__main__":

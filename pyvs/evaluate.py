@@ -16,6 +16,7 @@ import torch
 from tqdm import tqdm
 
 from .data import normalize
+from .distributed import World
 from .nn.probe import GemmShape, Probe, forward_pass
 
 
@@ -103,14 +104,16 @@ def _total(batches) -> Optional[int]:
 
 @torch.no_grad()
 def predict(model: torch.nn.Module, batches: Iterable, device: str = "cpu", desc: str = "evaluating",
-            progress: bool = True, probe: Optional[Probe] = None):
+            progress: bool = True, probe: Optional[Probe] = None, first_image: int = 0):
     """Runs the model over (images [B, 3, H, W], labels int64 [B]) batches in
-    order, each in a forward pass that knows its global image offset. Images
-    are float model input or uint8 pixels (normalized here, on the device,
+    order, each in a forward pass that knows its global image offset (the
+    first batch's first image is global image ``first_image``). Images are
+    float model input or uint8 pixels (normalized here, on the device,
     :func:`pyvs.data.normalize`). Returns (top-5 predictions int64 [N, 5],
-    labels int64 [N])."""
-    preds, labels = [], []
-    offset = 0
+    labels int64 [N]); empty without batches."""
+    preds = [torch.zeros(0, 5, dtype=torch.int64)]
+    labels = [torch.zeros(0, dtype=torch.int64)]
+    offset = first_image
     with tqdm(total=_total(batches), desc=desc, unit="img", disable=not progress, leave=False) as bar:
         for x, y in batches:
             with forward_pass(offset, probe):
@@ -119,28 +122,50 @@ def predict(model: torch.nn.Module, batches: Iterable, device: str = "cpu", desc
             labels.append(y.cpu())
             offset += len(y)
             bar.update(len(y))
-    if not preds:
-        raise ValueError("evaluation got no images")
     return torch.cat(preds), torch.cat(labels)
 
 
 def evaluate(model: torch.nn.Module, batches: Iterable, golden: Optional[torch.Tensor] = None,
              device: str = "cpu", desc: str = "evaluating", progress: bool = True,
-             acc_bits: int = 32) -> Evaluation:
+             acc_bits: int = 32, world: World = World(), first_image: int = 0) -> Evaluation:
     """Evaluates ``model`` on ``batches`` (see :func:`predict`); ``golden``:
     the golden run's predictions, int64 [N, 5]; ``acc_bits``: the width of
-    the summed counts."""
+    the summed counts. Under torchrun, ``batches`` are this rank's shard,
+    starting at global image ``first_image``, and the result is that of the
+    whole data set, the same on every rank (predictions gathered in order,
+    counts summed, seconds those of the slowest rank)."""
     probe = Probe()
     t0 = time.perf_counter()
-    pred, labels = predict(model, batches, device, desc, progress, probe)
+    pred, labels = predict(model, batches, device, desc, progress and world.is_main, probe, first_image)
     seconds = time.perf_counter() - t0
+    pred, labels, per_layer, shapes, seconds = _whole(world, pred, labels, probe, seconds)
     n = len(labels)
+    if n == 0:
+        raise ValueError("evaluation got no images")
     agree = None
     if golden is not None:
         if len(golden) != n:
             raise ValueError(f"golden run has {len(golden)} predictions, this run {n}")
         agree = Rate(int((pred[:, 0] == golden[:, 0]).sum()), n)
+    counts = torch.zeros(2, acc_bits, dtype=torch.int64)
+    for c in per_layer.values():
+        if c.shape[1] == acc_bits:
+            counts += c
     return Evaluation(pred=pred, top1=Rate(int((pred[:, 0] == labels).sum()), n),
                       top5=Rate(int((pred == labels[:, None]).any(1).sum()), n), agree=agree,
-                      counts=probe.total(acc_bits), per_layer=probe.counts(), shapes=dict(probe.shapes),
-                      seconds=seconds)
+                      counts=counts, per_layer=per_layer, shapes=shapes, seconds=seconds)
+
+
+def _whole(world: World, pred, labels, probe: Probe, seconds: float):
+    """The shards of every rank joined: predictions and labels in rank
+    order (= global image order), per-layer counts summed, shapes merged,
+    the slowest rank's seconds."""
+    parts = world.gather((pred, labels, probe.counts(), dict(probe.shapes), seconds))
+    per_layer: Dict[str, torch.Tensor] = {}
+    shapes: Dict[str, GemmShape] = {}
+    for _, _, counts, shape, _ in parts:
+        for name, c in counts.items():
+            per_layer[name] = per_layer[name] + c if name in per_layer else c.clone()
+        shapes.update(shape)
+    return (torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), per_layer, shapes,
+            max(p[4] for p in parts))

@@ -16,6 +16,7 @@ import torch
 
 from .costs import Workload
 from .data import normalize
+from .distributed import World
 from .energy import EnergyParams
 from .evaluate import Evaluation, evaluate
 from .latency import ArrayConfig
@@ -48,19 +49,23 @@ def model_width(model: torch.nn.Module) -> int:
 
 
 class Experiment:
-    """A converted model (eval mode) on ``batches`` (a list of (float images
-    [B, 3, H, W], int64 labels [B]), in order) on the simulated array.
+    """A converted model (eval mode) on ``batches`` (a list of (images
+    [B, 3, H, W], uint8 pixels or float model input, int64 labels [B]), in
+    order) on the simulated array.
 
     golden: a cached golden run (e.g. a resumed sweep's), else it is run now.
+    world, first_image: under torchrun, ``batches`` are this rank's shard of
+    the data set, starting at global image ``first_image``
+    (:mod:`pyvs.distributed`); results are those of the whole data set.
     """
 
     def __init__(self, model: torch.nn.Module, batches: list, *, array: ArrayConfig = ArrayConfig(),
                  energy: EnergyParams = EnergyParams(), device: str = "cpu", progress: bool = True,
-                 golden: Optional[Golden] = None):
+                 golden: Optional[Golden] = None, world: World = World(), first_image: int = 0):
         self.model, self.batches, self.array = model, batches, array
-        self.device, self.progress = device, progress
+        self.device, self.progress, self.world, self.first_image = device, progress, world, first_image
         self.acc_bits = model_width(model)
-        self.n_images = sum(len(y) for _, y in batches)
+        self.n_images = sum(world.gather(sum(len(y) for _, y in batches)))
         self.golden = golden or self.run_golden()
         self.workload = Workload(self.golden.shapes, array, energy)
         # Masks that agree on the bits that can err give the same events and
@@ -77,11 +82,16 @@ class Experiment:
     def evaluated_keys(self) -> set:
         return set(self._done)
 
+    def _evaluate(self, golden, desc: str) -> Evaluation:
+        return evaluate(self.model, self.batches, golden=golden, device=self.device, desc=desc,
+                        progress=self.progress, acc_bits=self.acc_bits, world=self.world,
+                        first_image=self.first_image)
+
     def run_golden(self) -> Golden:
         set_faults(self.model, None)
-        warm_up(self.model, self.batches[0][0], self.device)
-        ev = evaluate(self.model, self.batches, device=self.device, desc="golden run",
-                      progress=self.progress, acc_bits=self.acc_bits)
+        if self.batches:
+            warm_up(self.model, self.batches[0][0], self.device)
+        ev = self._evaluate(None, "golden run")
         # Layers in the model's order, whatever order they ran in.
         shapes = {n: ev.shapes[n] for n, _ in systolic_layers(self.model) if n in ev.shapes}
         return Golden(ev.pred, ev.accuracy(), shapes)
@@ -120,8 +130,7 @@ class Experiment:
         set_faults(self.model, FaultConfig(p_bits, protect=mask, seed=seed, rows=self.array.rows))
         self.evaluations += 1
         try:
-            ev = evaluate(self.model, self.batches, golden=self.golden.pred, device=self.device,
-                          desc=desc, progress=self.progress, acc_bits=self.acc_bits)
+            ev = self._evaluate(self.golden.pred, desc)
         finally:
             set_faults(self.model, None)
         return _counted(ev), {n: float(c[1].sum()) / self.n_images for n, c in ev.per_layer.items()}

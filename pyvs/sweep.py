@@ -28,6 +28,7 @@ from tqdm import tqdm
 from . import timing
 from .checks import number
 from .costs import Workload
+from .distributed import SHARD_RULE, World
 from .energy import EnergyParams
 from .experiment import Experiment, Golden, model_width
 from .nn.layers import systolic_layers
@@ -46,14 +47,14 @@ _SAME_SWEEP = ("n_images", "freq_ghz", "acc_bits", "budget", "array", "energy", 
                "data_sha256", "model_sha256")
 
 
-def fingerprint_batches(batches) -> str:
-    """SHA-256 of every image and label, in order, whatever the batching: a
-    folder is never resumed on other data, even of the same size."""
-    images, labels = hashlib.sha256(), hashlib.sha256()
-    for x, y in batches:
-        images.update(x.detach().cpu().contiguous().numpy().tobytes())
-        labels.update(y.detach().cpu().to(torch.int64).numpy().tobytes())
-    return hashlib.sha256((images.hexdigest() + labels.hexdigest()).encode()).hexdigest()
+def fingerprint_batches(batches, world: World = World()) -> str:
+    """SHA-256 over every image's and label's own hash, in global order,
+    whatever the batching and the world size: a folder is never resumed on
+    other data, even of the same size."""
+    local = [f"{hashlib.sha256(xi.contiguous().numpy().tobytes()).hexdigest()}:{int(yi)}"
+             for x, y in batches for xi, yi in zip(x.detach().cpu(), y.detach().cpu())]
+    every = [d for part in world.gather(local) for d in part]
+    return hashlib.sha256("\n".join(every).encode()).hexdigest()
 
 
 def fingerprint_model(model: torch.nn.Module) -> str:
@@ -118,14 +119,14 @@ def _golden(out_dir: str, meta: dict) -> Optional[Golden]:
 
 
 def _probabilities(out_dir: str, volts: List[float], freq_ghz: float, acc_bits: int,
-                   timing_options: dict, probabilities) -> Dict[float, torch.Tensor]:
+                   timing_options: dict, probabilities, world: World) -> Dict[float, torch.Tensor]:
     """Per-bit probabilities of each voltage, float64 [W]: the timing model's
     (its table saved in the folder) or those of ``probabilities``."""
     if probabilities is not None:
         pt = probabilities(volts)
         return {v: pt[i].to(torch.float64) for i, v in enumerate(volts)}
     table = timing.make_table(sorted(volts), freq_ghz, acc_bits, **timing_options)
-    timing.save_table(table, os.path.join(out_dir, "error_table.json"))
+    world.on_main(lambda: timing.save_table(table, os.path.join(out_dir, "error_table.json")))
     return {v: table.p_bits(v) for v in volts}
 
 
@@ -150,12 +151,13 @@ def sweep(model: torch.nn.Module, batches, out_dir: str, voltages: Sequence[floa
           array: Optional[ArrayConfig] = None, energy: EnergyParams = EnergyParams(),
           timing_options: Optional[dict] = None, device: str = "cpu", progress: bool = True,
           meta: Optional[dict] = None,
-          probabilities: Optional[Callable[[List[float]], torch.Tensor]] = None) -> List[PointResult]:
+          probabilities: Optional[Callable[[List[float]], torch.Tensor]] = None,
+          world: World = World(), first_image: int = 0) -> List[PointResult]:
     """Runs (or resumes) a sweep; returns all its rows.
 
     Args:
         model: a converted model (systolic layers), eval mode.
-        batches: list of (float images [B, 3, H, W], int64 labels [B]), in order.
+        batches: list of (images [B, 3, H, W], uint8 or float, int64 labels [B]), in order.
         out_dir: results folder (created; resumed if it holds this sweep).
         voltages: volts; strategies: see :mod:`pyvs.strategies`; seeds: ints.
         freq_ghz: GHz; acc_bits: bits; budget: accuracy-loss budget of 'auto'
@@ -165,6 +167,9 @@ def sweep(model: torch.nn.Module, batches, out_dir: str, voltages: Sequence[floa
         meta: extra entries for meta.json (e.g. the model and data it ran on).
         probabilities: replaces the timing model (voltages -> float64 [V, W]),
             for studies with hand-made error rates.
+        world, first_image: under torchrun, ``batches`` are this rank's shard,
+            starting at global image ``first_image`` (:mod:`pyvs.distributed`);
+            rank 0 reads and writes the folder, every rank gets the rows.
     """
     timing_options = dict(timing_options or {})
     array = array or ArrayConfig(freq_ghz=freq_ghz)
@@ -173,23 +178,33 @@ def sweep(model: torch.nn.Module, batches, out_dir: str, voltages: Sequence[floa
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("no seed given")
-    check_writable(out_dir)
     if model_width(model) != acc_bits:
         raise ValueError(f"the model's layers have a {model_width(model)}-bit accumulator, the sweep {acc_bits}")
+    world.on_main(lambda: check_writable(out_dir))
     config = {"voltages": volts, "strategies": list(strategies), "seeds": seeds, "freq_ghz": freq_ghz,
-              "acc_bits": acc_bits, "budget": budget, "n_images": sum(len(y) for _, y in batches),
-              "data_sha256": fingerprint_batches(batches), "model_sha256": fingerprint_model(model),
+              "acc_bits": acc_bits, "budget": budget, "n_images": sum(world.gather(sum(len(y) for _, y in batches))),
+              "data_sha256": fingerprint_batches(batches, world), "model_sha256": fingerprint_model(model),
               "array": vars(array).copy(), "energy": vars(energy).copy(), "timing_options": timing_options,
               **(meta or {})}
+    world.check_same("sweep settings or model", config)
+    rows, search, old_meta, golden = world.on_main(lambda: _open_folder(out_dir, config))
+    exp = Experiment(model, batches, array=array, energy=energy, device=device, progress=progress,
+                     golden=golden, world=world, first_image=first_image)
+    p_of = _probabilities(out_dir, volts, freq_ghz, acc_bits, timing_options, probabilities, world)
+    world.on_main(lambda: (save_golden(out_dir, dataclasses.asdict(exp.golden)), write_meta(
+        out_dir, dict(config, world={"size": world.size, "shards": SHARD_RULE},
+                      **_workload_meta(exp.golden, exp.workload)))))
+    return _run_points(exp, out_dir, rows, search, volts, strategies, seeds, p_of, budget, progress)
+
+
+def _open_folder(out_dir: str, config: dict):
+    """(rows, search steps, meta, cached golden run) of the folder, after
+    checking that it holds this sweep; its files are rewritten, which
+    regenerates a damaged or stale copy."""
     rows, search, old_meta = load_results(out_dir)
     _check_same_sweep(out_dir, old_meta, config)
-    write_results(out_dir, rows, search)  # regenerates a damaged or stale copy
-    exp = Experiment(model, batches, array=array, energy=energy, device=device, progress=progress,
-                     golden=_golden(out_dir, old_meta))
-    save_golden(out_dir, dataclasses.asdict(exp.golden))
-    p_of = _probabilities(out_dir, volts, freq_ghz, acc_bits, timing_options, probabilities)
-    write_meta(out_dir, dict(config, **_workload_meta(exp.golden, exp.workload)))
-    return _run_points(exp, out_dir, rows, search, volts, strategies, seeds, p_of, budget, progress)
+    write_results(out_dir, rows, search)
+    return rows, search, old_meta, _golden(out_dir, old_meta)
 
 
 def _workload_meta(golden: Golden, w: Workload) -> dict:
@@ -224,15 +239,15 @@ def _run_points(exp: Experiment, out_dir: str, rows: List[PointResult], search: 
     # Search steps of an 'auto' point that a killed run left unfinished are redone.
     search[:] = [r for r in search if (r.voltage, "auto", r.seed) in done]
     pending = [(v, s, sd) for v in volts for s in strategies for sd in seeds if (v, s, sd) not in done]
-    n = exp.n_images
+    n, world = exp.n_images, exp.world
     with tqdm(total=n * _evaluations_ahead(exp, pending, p_of), desc=f"sweep ({len(pending)} points)",
-              unit="img", disable=not progress) as bar:
+              unit="img", disable=not (progress and world.is_main)) as bar:
         for i, (v, strategy, seed) in enumerate(pending):
             mask = parse_strategy(strategy, exp.acc_bits)
             before = exp.evaluations
             rows.append(_auto_point(exp, v, p_of[v], seed, budget, search) if mask is None
                         else exp.point(v, p_of[v], mask, seed, strategy))
-            write_results(out_dir, rows, search)
+            world.on_main(lambda: write_results(out_dir, rows, search))
             bar.update(n * (exp.evaluations - before))
             bar.total = bar.n + n * _evaluations_ahead(exp, pending[i + 1:], p_of)
             bar.refresh()

@@ -49,14 +49,6 @@ class Probe:
         (row 1) counts per accumulator bit."""
         return {name: c.cpu() for name, c in self._counts.items()}
 
-    def total(self, acc_bits: int = 32) -> torch.Tensor:
-        """Sum over layers, int64 [2, acc_bits] (layers of another width are left out)."""
-        total = torch.zeros(2, acc_bits, dtype=torch.int64)
-        for c in self.counts().values():
-            if c.shape[1] == acc_bits:
-                total += c
-        return total
-
 
 @dataclasses.dataclass(frozen=True)
 class Pass:
