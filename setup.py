@@ -70,6 +70,16 @@ def _use_cuda():
     return have
 
 
+class BuildExt(BuildExtension):
+    """torch's BuildExtension with a fixed folder for the object files
+    (build/temp.pyvs): ninja then recompiles only what changed, also across
+    `pip install` runs, which otherwise build in a fresh temporary folder."""
+
+    def finalize_options(self):
+        super().finalize_options()
+        self.build_temp = os.path.join(ROOT, "build", "temp.pyvs")
+
+
 def extensions():
     use_cuda = _use_cuda()
     sources = sorted(glob.glob("csrc/*.cpp")) + sorted(glob.glob("csrc/cpu/*.cpp"))
@@ -117,7 +127,7 @@ setup(
     description="Voltage scaling and timing-error injection for systolic-array DNN accelerators",
     packages=find_packages(include=["pyvs", "pyvs.*"]),
     ext_modules=extensions(),
-    cmdclass={"build_ext": BuildExtension},
+    cmdclass={"build_ext": BuildExt},
     options={"bdist_wheel": {"py_limited_api": "cp310"}},
     python_requires=">=3.10",
     install_requires=[

@@ -11,7 +11,7 @@ PKG = ROOT / "pyvs"
 # The pipeline, left to right: a module may import from its own step and
 # the steps to its left, never from the right.
 STEPS = [
-    ["pyvs.checks", "pyvs.accumulator", "pyvs.files"],  # shared facts and checks
+    ["pyvs.checks", "pyvs.accumulator", "pyvs.files", "pyvs.distributed"],  # shared facts, checks, scale-out
     ["pyvs.timing"],                                       # voltage -> error table
     ["pyvs.ops", "pyvs.reference"],                        # error table -> op
     ["pyvs.nn"],                                           # op -> layer -> model
