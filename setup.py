@@ -85,8 +85,10 @@ def extensions():
     sources = sorted(glob.glob("csrc/*.cpp")) + sorted(glob.glob("csrc/cpu/*.cpp"))
     opt = ["-O0", "-g"] if DEBUG else ["-O3"]
     # No fused multiply-add in the host-side table code: its rounding must
-    # match Python's floats bit for bit (see csrc/fault_model.h).
-    cxx = opt + ["-ffp-contract=off"]  # the C++ standard is torch's choice (C++20 for 2.14)
+    # match Python's floats bit for bit (see csrc/fault_model.h). No trapping
+    # math: comparisons may then become selects, so that the elementwise
+    # loops (csrc/cpu/requantize_kernel.cpp) vectorize; no value changes.
+    cxx = opt + ["-ffp-contract=off", "-fno-trapping-math"]  # the C++ standard is torch's choice
     include_dirs = [os.path.join(ROOT, "csrc")]
     kwargs = {}
     if sys.platform.startswith("linux"):

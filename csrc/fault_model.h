@@ -233,13 +233,21 @@ PYVS_HD int32_t sign_extend(uint32_t s, int W) {
   return int32_t(s << (32 - W)) >> (32 - W);
 }
 
+// Activations read with a stride: a[k] is p[k * stride]. A plain pointer
+// serves where the stride is 1 (and the compiler can vectorize).
+template <typename T>
+struct Strided {
+  const T* p;
+  int64_t stride;
+  PYVS_HD T operator[](int64_t k) const { return p[k * stride]; }
+};
+
 // One output of systolic_matmul, exactly as specified at the top of this
-// file. a: K activations (stride 1); w: K weights, w_stride apart (so the
-// CUDA kernel can read w[K, N] in place with coalesced loads); rows: tile
-// height, MACs. Counter::add(bit, corrected) is called once per event bit.
-// Returns the int32 output.
-template <typename ActT, typename Counter>
-PYVS_HD int32_t systolic_output(const ActT* a, const int8_t* w,
+// file. a: its K activations, a[k] (a pointer or Strided); w: K weights,
+// w_stride apart; rows: tile height, MACs. Counter::add(bit, corrected) is
+// called once per event bit. Returns the int32 output.
+template <typename Acts, typename Counter>
+PYVS_HD int32_t systolic_output(Acts a, const int8_t* w,
                                 int64_t w_stride, int64_t rows,
                                 const FaultTables& t, uint32_t protect,
                                 OutputStream rs, Counter& counter) {
@@ -284,8 +292,8 @@ PYVS_HD int32_t systolic_output(const ActT* a, const int8_t* w,
 // the partial sum at k, which is rebuilt from the tile start (or from the
 // previous flip in the same tile). Corrected events change nothing and cost
 // no MAC. Returns faulty - clean, mod 2^32.
-template <typename ActT, typename Counter>
-PYVS_HD uint32_t output_patch(const ActT* a, const int8_t* w, int64_t w_stride,
+template <typename Acts, typename Counter>
+PYVS_HD uint32_t output_patch(Acts a, const int8_t* w, int64_t w_stride,
                               int64_t rows, const FaultTables& t,
                               uint32_t protect, OutputStream rs,
                               Counter& counter) {

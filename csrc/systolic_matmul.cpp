@@ -144,17 +144,18 @@ at::Tensor make_fault_tables(const Probabilities& p, int W, int64_t K, bool* any
   return packed;
 }
 
-// The fast path (clean GEMM + patches) or the simple one. Both give the same
-// bits; this decides only the speed: "auto" takes the fast path unless K is
-// below the backend's threshold (a GEMM is pointless at K = 9) or the
+// The fast path (clean product + patches) or the simple one. Both give the
+// same bits; this decides only the speed: "auto" takes the fast path unless K
+// is below the backend's threshold (a GEMM is pointless at K = 9) and the
+// backend has no direct product for the shape, or the
 // unprotected error rate leaves at least half of the outputs to patch (then
 // the patches redo the simple path's work).
 bool use_fast_path(c10::string_view impl, const MatmulArgs& r, const Probabilities& p,
-                   int64_t min_fast_k) {
+                   const Backend& backend) {
   TORCH_CHECK_VALUE(impl == "auto" || impl == "fast" || impl == "simple",
               "systolic_matmul: impl must be 'auto', 'fast' or 'simple', got '", impl, "'");
   if (impl != "auto") return impl == "fast";
-  if (r.K < min_fast_k) return false;
+  if (r.K < backend.min_fast_k && !(backend.depthwise && r.N == 1)) return false;
   // Share of outputs with at least one flip, 1 - (1 - q_flip)^K, where
   // q_flip = P(a MAC has an unprotected error).
   double no_flip = 1.0;
@@ -180,16 +181,25 @@ PreparedMatmul prepare_matmul(const at::Tensor& a, const at::Tensor& w, const at
   Probabilities p;
   c.r = check_matmul_args(a, w, p_bits, protect, seed, layer, row_offset, rows, &p);
   const MatmulArgs& r = c.r;
-  c.fast = use_fast_path(impl, r, p, backend.min_fast_k);
-  c.a3 = a.reshape({r.G, r.M, r.K}).contiguous();
+  c.fast = use_fast_path(impl, r, p, backend);
+  c.a3 = a.reshape({r.G, r.M, r.K});
+  // The simple path reads each output's K activations in a row: give it rows
+  // (the fast path reads them only around flips, and its clean products
+  // take any layout).
+  if (!c.fast && c.a3.stride(2) != 1) c.a3 = c.a3.contiguous();
   c.w3 = column_major(w.reshape({r.G, r.K, r.N}));
   bool any = false;
   c.tables = make_fault_tables(p, r.W, r.K, &any);
   if (!a.device().is_cpu()) c.tables = c.tables.to(a.device());
   const int64_t* base = c.tables.const_data_ptr<int64_t>();
   c.t = FaultTables{r.W, r.K, any, base, base + r.K + 1, base + r.K + 1 + r.W};
-  c.out = c.fast ? clean_systolic_gemm(c.a3, c.w3, r.W, r.rows, backend.gemm)
-                 : at::empty({r.G, r.M, r.N}, a.options().dtype(at::kInt));
+  if (!c.fast) {
+    c.out = at::empty({r.G, r.M, r.N}, a.options().dtype(at::kInt));
+  } else if (backend.depthwise && r.N == 1) {
+    c.out = backend.depthwise(c.a3, c.w3, r.W, r.rows);
+  } else {
+    c.out = clean_systolic_gemm(c.a3, c.w3, r.W, r.rows, r.G > 1 ? backend.groups : backend.gemm);
+  }
   c.stats = at::zeros({2, r.W}, a.options().dtype(at::kLong));
   return c;
 }

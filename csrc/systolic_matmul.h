@@ -33,14 +33,19 @@ enum class GemmMethod { kFloat32, kIntMM };
 
 // What differs between backends before their kernels run.
 struct Backend {
-  int64_t min_fast_k;  // below this K the simple kernel beats GEMM + patches
-  GemmMethod gemm;
+  int64_t min_fast_k;    // below this K the simple kernel beats GEMM + patches
+  GemmMethod gemm;       // the clean GEMM of one group
+  GemmMethod groups;     // the clean GEMM of several groups (G > 1)
+  // The clean product of one column per group (depthwise convs: N = 1), for
+  // any K, computed directly; null: the simple kernel takes small K.
+  at::Tensor (*depthwise)(const at::Tensor& a3, const at::Tensor& w3, int W, int64_t rows) = nullptr;
 };
 
 // One call, checked and ready for a backend's kernels.
 struct PreparedMatmul {
   MatmulArgs r;
-  at::Tensor a3;      // [G, M, K] int8/uint8, contiguous
+  at::Tensor a3;      // [G, M, K] int8/uint8, the caller's strides (a layer's im2col
+                      // view is not copied); kernels read it through acts()
   at::Tensor w3;      // [G, K, N] int8, column-major: w3[g][k][n] at g*K*N + n*K + k
   at::Tensor tables;  // packed fault tables (make_fault_tables), on a's device
   FaultTables t;      // views into `tables`
@@ -53,6 +58,11 @@ struct PreparedMatmul {
   const int8_t* weights(int64_t g, int64_t n) const {
     return w3.const_data_ptr<int8_t>() + (g * r.N + n) * r.K;
   }
+  // Activations of row m of group g: K values, a3.stride(2) apart.
+  template <typename ActT>
+  Strided<ActT> acts(int64_t g, int64_t m) const {
+    return {a3.const_data_ptr<ActT>() + g * a3.stride(0) + m * a3.stride(1), a3.stride(2)};
+  }
   // (out in the caller's shape, stats).
   std::tuple<at::Tensor, at::Tensor> result() const;
 };
@@ -61,7 +71,8 @@ struct PreparedMatmul {
 // and what was given), reads p_bits once, builds the fault tables on a's
 // device, picks the path (impl: "auto", "fast" or "simple"; see
 // use_fast_path in systolic_matmul.cpp) and, on the fast path, computes the
-// clean product.
+// clean product: by backend.depthwise for one column per group (N = 1) where
+// the backend has one, else by clean_systolic_gemm.
 PreparedMatmul prepare_matmul(const at::Tensor& a, const at::Tensor& w, const at::Tensor& p_bits,
                               int64_t protect, int64_t seed, int64_t layer, int64_t row_offset,
                               int64_t rows, c10::string_view impl, const Backend& backend);

@@ -137,3 +137,34 @@ def _systolic_matmul_fake(a, w, p_bits, protect=0, seed=0, layer=0, row_offset=0
     W = _check_shapes(a, w, p_bits, protect, layer, row_offset, rows, impl)
     out_shape = (a.shape[0], a.shape[1], w.shape[2]) if a.dim() == 3 else (a.shape[0], w.shape[1])
     return a.new_empty(out_shape, dtype=torch.int32), a.new_empty((2, W), dtype=torch.int64)
+
+
+# ---- the int8 runtime's elementwise steps (csrc/requantize.*) ----------------
+
+def quantize(x: torch.Tensor, scale: float, zero_point: int, dtype: str = "uint8") -> torch.Tensor:
+    """float x (any shape and layout) -> uint8/int8 q = clamp(round(x * (1 /
+    scale)) + zero_point) in float32, rounding half to even, in x's layout;
+    one pass. Definition: :func:`pyvs.reference.quantize`."""
+    return torch.ops.pyvs.quantize(x.float(), float(scale), int(zero_point), dtype == "uint8")
+
+
+def requantize(acc: torch.Tensor, offset: torch.Tensor, multiplier: torch.Tensor, lo: int, hi: int,
+               out_scale: float, channel_dim: int = 1) -> torch.Tensor:
+    """int32 acc [R, C] -> float32 [R, C]: clamp(round(float32(acc + offset[c])
+    * multiplier[c]), lo, hi) * out_scale, c the channel (dim ``channel_dim``);
+    one pass. Definition: :func:`pyvs.reference.requantize`."""
+    return torch.ops.pyvs.requantize(acc, offset, multiplier, int(lo), int(hi), float(out_scale),
+                                     int(channel_dim))
+
+
+@torch.library.register_fake("pyvs::quantize")
+def _quantize_fake(x, scale, zero_point, unsigned_):
+    torch._check_type(x.dtype == torch.float32, lambda: f"quantize: x must be float32, got {x.dtype}")
+    return torch.empty_like(x, dtype=torch.uint8 if unsigned_ else torch.int8)
+
+
+@torch.library.register_fake("pyvs::requantize")
+def _requantize_fake(acc, offset, multiplier, lo, hi, out_scale, channel_dim):
+    torch._check_value(acc.dim() == 2 and acc.dtype == torch.int32 and channel_dim in (0, 1),
+                       lambda: "requantize: acc must be int32 [R, C] and channel_dim 0 or 1")
+    return acc.new_empty(acc.shape, dtype=torch.float32)

@@ -219,3 +219,21 @@ def systolic_matmul(
             out += torch.where(s >= mod // 2, s - mod, s)  # sign_extend_W
     out = ((out + (1 << 31)) % (1 << 32) - (1 << 31)).to(torch.int32)  # wrap to int32
     return (out if batched else out.squeeze(0)), counts
+
+
+# ---- the int8 runtime's elementwise steps, as PyTorch ops compute them -------
+
+def quantize(x: torch.Tensor, scale: float, zero_point: int, dtype: str = "uint8") -> torch.Tensor:
+    """Reference for :func:`pyvs.ops.quantize`."""
+    qmin, qmax = (0, 255) if dtype == "uint8" else (-128, 127)
+    inv = 1.0 / torch.tensor(scale, dtype=torch.float32)
+    q = (x.float() * inv).round_().add_(zero_point).clamp_(qmin, qmax)
+    return q.to(torch.uint8 if dtype == "uint8" else torch.int8)
+
+
+def requantize(acc: torch.Tensor, offset: torch.Tensor, multiplier: torch.Tensor, lo: int, hi: int,
+               out_scale: float, channel_dim: int = 1) -> torch.Tensor:
+    """Reference for :func:`pyvs.ops.requantize`."""
+    per_channel = (lambda t: t.view(-1, 1)) if channel_dim == 0 else (lambda t: t)  # noqa: E731
+    y = acc.clone().add_(per_channel(offset)).float().mul_(per_channel(multiplier)).round_()
+    return y.clamp_(lo, hi).mul_(out_scale)

@@ -60,6 +60,30 @@ def test_narrow_accumulators_match_reference(W, rows):
     assert_all_impls_match(a, w, p, R.systolic_matmul(a, w, p, **args), **args)
 
 
+def layouts(a):
+    """The same activations [G, M, K] in the layouts layers hand over: row-major,
+    tap-major (a channels-last im2col: [K, M, G] in memory) and K-major."""
+    G, M, K = a.shape
+    return {"row-major": a, "tap-major": a.permute(2, 1, 0).contiguous().permute(2, 1, 0),
+            "k-major": a.transpose(1, 2).contiguous().transpose(1, 2)}
+
+
+@pytest.mark.parametrize("layout", ["row-major", "tap-major", "k-major"])
+@pytest.mark.parametrize("G,M,K,N,W,rows", [(24, 37, 9, 1, 32, 256), (5, 20, 9, 1, 8, 4), (3, 11, 40, 1, 13, 16),
+                                            (4, 9, 25, 3, 32, 7), (1, 30, 70, 5, 20, 33)])
+@pytest.mark.parametrize("dtype", [torch.int8, torch.uint8], ids=["int8", "uint8"])
+def test_strided_activations_match_reference(layout, G, M, K, N, W, rows, dtype):
+    # Depthwise convs (N = 1) take the CPU's direct clean product plus patches;
+    # every path reads a with the caller's strides, no copy.
+    gen = torch.Generator().manual_seed(G * M + K)
+    a = layouts(rand_int8((G, M, K), gen, dtype))[layout]
+    w = rand_int8((G, K, N), gen)
+    p = [2e-3 * (1 + b % 5) for b in range(W)]
+    args = dict(protect=0b1011 << (W - 6), seed=11, layer=2, row_offset=6, rows=rows)
+    assert_all_impls_match(a, w, p, R.systolic_matmul(a.contiguous(), w, p, **args), **args)
+    assert_all_impls_match(a, w, [0.0] * W, R.systolic_matmul(a.contiguous(), w, [0.0] * W, **args), **args)
+
+
 @pytest.mark.parametrize("regime", ["tiny", "large", "mixed"])
 def test_uint8_and_groups_match_reference(regime):
     gen = torch.Generator().manual_seed(3)
@@ -380,6 +404,20 @@ def test_cuda_groups_match_cpu(impl, shape):
     cpu = pyvs.systolic_matmul(a, w, p, protect=protect, seed=1, impl="simple")
     gpu = pyvs.systolic_matmul(a.cuda(), w.cuda(), p, protect=protect, seed=1, impl=impl)
     assert torch.equal(cpu[0], gpu[0].cpu()) and torch.equal(cpu[1], gpu[1].cpu())
+
+
+@needs_cuda
+@pytest.mark.parametrize("layout", ["row-major", "tap-major", "k-major"])
+@pytest.mark.parametrize("G,M,K,N", [(96, 50, 9, 1), (4, 33, 72, 16)])
+def test_cuda_strided_activations_match_cpu(layout, G, M, K, N):
+    gen = torch.Generator().manual_seed(G + K)
+    a = layouts(rand_int8((G, M, K), gen, torch.uint8))[layout]
+    w = rand_int8((G, K, N), gen)
+    p, protect = p_regime("mixed")
+    cpu = pyvs.systolic_matmul(a, w, p, protect=protect, seed=2, impl="simple")
+    for impl in IMPLS:
+        gpu = pyvs.systolic_matmul(a.cuda(), w.cuda(), p, protect=protect, seed=2, impl=impl)
+        assert torch.equal(cpu[0], gpu[0].cpu()) and torch.equal(cpu[1], gpu[1].cpu()), impl
 
 
 @needs_cuda

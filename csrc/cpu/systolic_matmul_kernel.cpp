@@ -8,7 +8,9 @@
 #include <ATen/Parallel.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <mutex>
+#include <vector>
 
 #include "../systolic_matmul.h"
 
@@ -69,18 +71,26 @@ void for_each_output(const PreparedMatmul& c, int64_t work_per_output, const F& 
   });
 }
 
+// Row m of group g: a plain pointer when K is contiguous (the dot products
+// between events then vectorize), else a Strided accessor.
+template <typename ActT, bool kUnitK>
+auto row_of(const PreparedMatmul& c, int64_t g, int64_t m) {
+  if constexpr (kUnitK) {
+    return c.acts<ActT>(g, m).p;
+  } else {
+    return c.acts<ActT>(g, m);
+  }
+}
+
 // The simple path: out = pyvs::systolic_output, the definition step by step.
-// Each output's weights are contiguous (column-major w), so the dot products
-// between events vectorize.
-template <typename ActT>
+template <typename ActT, bool kUnitK>
 void run_simple(const PreparedMatmul& c) {
   const MatmulArgs& r = c.r;
-  const ActT* A = c.a3.const_data_ptr<ActT>();
   int32_t* O = c.out.data_ptr<int32_t>();
   for_each_output<false>(c, std::max<int64_t>(r.K, 1),
                          [&](int64_t g, int64_t m, int64_t n, const OutputStream& rs,
                              LocalCounter& counter) {
-    O[(g * r.M + m) * r.N + n] = systolic_output(A + (g * r.M + m) * r.K, c.weights(g, n), 1,
+    O[(g * r.M + m) * r.N + n] = systolic_output(row_of<ActT, kUnitK>(c, g, m), c.weights(g, n), 1,
                                                  r.rows, c.t, r.protect, rs, counter);
   });
 }
@@ -90,13 +100,12 @@ void run_simple(const PreparedMatmul& c) {
 template <typename ActT>
 void run_patches(const PreparedMatmul& c) {
   const MatmulArgs& r = c.r;
-  const ActT* A = c.a3.const_data_ptr<ActT>();
   int32_t* O = c.out.data_ptr<int32_t>();
   // A quarter of a random draw per output, plus MACs only around flips.
   for_each_output<true>(c, 8, [&](int64_t g, int64_t m, int64_t n, const OutputStream& rs,
                                   LocalCounter& counter) {
-    const uint32_t patch = output_patch(A + (g * r.M + m) * r.K, c.weights(g, n), 1, r.rows,
-                                        c.t, r.protect, rs, counter);
+    const uint32_t patch = output_patch(c.acts<ActT>(g, m), c.weights(g, n), 1, r.rows, c.t,
+                                        r.protect, rs, counter);
     if (patch) {  // leaves the other outputs' cache lines clean
       const int64_t o = (g * r.M + m) * r.N + n;
       O[o] = int32_t(uint32_t(O[o]) + patch);
@@ -104,10 +113,59 @@ void run_patches(const PreparedMatmul& c) {
   });
 }
 
-// Below this K, direct dot products beat a float32 GEMM plus patches
+// The clean product of one column per group (depthwise convs), directly:
+// out[g, m] = sum over K-tiles of sign_extend_W(tile sum). Rows m are split
+// among threads; within a row the loop runs over groups, which is
+// contiguous in a layer's channels-last im2col (a3 [G, M, K] with stride 1
+// over G), so it vectorizes.
+template <typename ActT>
+at::Tensor depthwise_clean_kernel(const at::Tensor& a3, const at::Tensor& w3, int W, int64_t rows) {
+  const int64_t G = a3.size(0), M = a3.size(1), K = a3.size(2);
+  const int64_t sG = a3.stride(0), sM = a3.stride(1), sK = a3.stride(2);
+  at::Tensor out = at::empty({G, M, 1}, a3.options().dtype(at::kInt));
+  // Weights k-major, [K, G] int32, so that the inner loop over g reads them in order.
+  const at::Tensor wk = w3.reshape({G, K}).t().contiguous().to(at::kInt);
+  const int32_t* WK = wk.const_data_ptr<int32_t>();
+  const ActT* A = a3.const_data_ptr<ActT>();
+  int32_t* O = out.data_ptr<int32_t>();
+  const uint32_t mask = width_mask(W);
+  at::parallel_for(0, M, std::max<int64_t>(1, at::internal::GRAIN_SIZE / std::max<int64_t>(1, G * K)),
+                   [&](int64_t m0, int64_t m1) {
+    std::vector<uint32_t> total(G), tile(G);
+    for (int64_t m = m0; m < m1; ++m) {
+      std::fill(total.begin(), total.end(), 0u);
+      for (int64_t k0 = 0; k0 < K; k0 += rows) {
+        std::fill(tile.begin(), tile.end(), 0u);
+        for (int64_t k = k0; k < std::min(k0 + rows, K); ++k) {
+          const ActT* a = A + m * sM + k * sK;
+          const int32_t* w = WK + k * G;
+          for (int64_t g = 0; g < G; ++g) tile[g] += uint32_t(int32_t(a[g * sG]) * w[g]);
+        }
+        for (int64_t g = 0; g < G; ++g) total[g] += uint32_t(sign_extend(tile[g] & mask, W));
+      }
+      for (int64_t g = 0; g < G; ++g) O[g * M + m] = int32_t(total[g]);
+    }
+  });
+  return out;
+}
+
+at::Tensor depthwise_clean(const at::Tensor& a3, const at::Tensor& w3, int W, int64_t rows) {
+  at::Tensor out;
+  PYVS_DISPATCH_ACTIVATIONS(a3.scalar_type(), "depthwise_clean", [&] {
+    out = depthwise_clean_kernel<scalar_t>(a3, w3, W, rows);
+  });
+  return out;
+}
+
+// Below this K, direct dot products beat a GEMM plus patches
 // (scripts/bench_op.py, benchmarks/RESULTS.md: at K = 9, depthwise convs at
 // 0.53 V, the GEMM path is 1.4x slower; at K = 27 it is over 10x faster).
-constexpr Backend kCpu{/*min_fast_k=*/16, GemmMethod::kFloat32};
+// One group: torch._int_mm (oneDNN's int8 GEMM; MobileNetV2's 36 ungrouped
+// GEMMs on 25 images take 124 ms against 313 ms by exact float32 BLAS);
+// several: one batched float32 GEMM rather than a padded int_mm per group.
+// One column per group (depthwise convs, K = 9): the direct product above
+// plus patches.
+const Backend kCpu{/*min_fast_k=*/16, GemmMethod::kIntMM, GemmMethod::kFloat32, &depthwise_clean};
 
 std::tuple<at::Tensor, at::Tensor> systolic_matmul_cpu(
     const at::Tensor& a, const at::Tensor& w, const at::Tensor& p_bits, int64_t protect,
@@ -117,7 +175,13 @@ std::tuple<at::Tensor, at::Tensor> systolic_matmul_cpu(
       prepare_matmul(a, w, p_bits, protect, seed, layer, row_offset, rows, impl, kCpu);
   if (!c.fast || c.t.any) {
     PYVS_DISPATCH_ACTIVATIONS(c.a3.scalar_type(), "systolic_matmul_cpu", [&] {
-      if (c.fast) run_patches<scalar_t>(c); else run_simple<scalar_t>(c);
+      if (c.fast) {
+        run_patches<scalar_t>(c);
+      } else if (c.a3.stride(2) == 1) {
+        run_simple<scalar_t, true>(c);
+      } else {
+        run_simple<scalar_t, false>(c);
+      }
     });
   }
   return c.result();

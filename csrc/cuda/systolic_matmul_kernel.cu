@@ -24,9 +24,10 @@ struct GlobalCounter {
   }
 };
 
-// W: column-major weights, those of global column c at W + c * K.
+// A: activations, row m of group g at A + g * sA.x + m * sA.y, its K values
+// sA.z apart. W: column-major weights, those of global column c at W + c * K.
 template <typename ActT>
-__global__ void simple_kernel(const ActT* __restrict__ A, const int8_t* __restrict__ W,
+__global__ void simple_kernel(const ActT* __restrict__ A, longlong3 sA, const int8_t* __restrict__ W,
                               int32_t* __restrict__ O, unsigned long long* stats, MatmulArgs r,
                               FaultTables t) {
   const int64_t total = r.G * r.M * r.N;
@@ -39,8 +40,8 @@ __global__ void simple_kernel(const ActT* __restrict__ A, const int8_t* __restri
     const uint32_t row = uint32_t(r.row_offset + m), col = uint32_t(g * r.N + n);
     const OutputStream rs(r.seed, r.layer, row, col,
                           t.any ? screen_word(r.seed, r.layer, row, col) : 0u);
-    O[idx] = systolic_output(A + gm * r.K, W + int64_t(col) * r.K, 1, r.rows, t, r.protect, rs,
-                             counter);
+    O[idx] = systolic_output(Strided<ActT>{A + g * sA.x + m * sA.y, sA.z}, W + int64_t(col) * r.K, 1,
+                             r.rows, t, r.protect, rs, counter);
   }
 }
 
@@ -59,7 +60,7 @@ struct BlockCounter {
 // pyvs::output_patch; only outputs with flips read A and W. Threads of a warp
 // take consecutive columns.
 template <typename ActT>
-__global__ void patch_kernel(const ActT* __restrict__ A, const int8_t* __restrict__ W,
+__global__ void patch_kernel(const ActT* __restrict__ A, longlong3 sA, const int8_t* __restrict__ W,
                              int32_t* __restrict__ O, unsigned long long* stats, MatmulArgs r,
                              FaultTables t, int64_t q0, int64_t quads) {
   __shared__ unsigned long long counts[64];
@@ -80,8 +81,8 @@ __global__ void patch_kernel(const ActT* __restrict__ A, const int8_t* __restric
     for (int64_t m = m0; m < m1; ++m) {
       const uint32_t row = uint32_t(r.row_offset + m);
       const OutputStream rs(r.seed, r.layer, row, col, block_word(block, row & 3u));
-      const uint32_t patch = output_patch(A + (g * r.M + m) * r.K, W + int64_t(col) * r.K, 1,
-                                          r.rows, t, r.protect, rs, counter);
+      const uint32_t patch = output_patch(Strided<ActT>{A + g * sA.x + m * sA.y, sA.z},
+                                          W + int64_t(col) * r.K, 1, r.rows, t, r.protect, rs, counter);
       if (patch) {
         const int64_t o = (g * r.M + m) * r.N + n;
         O[o] = int32_t(uint32_t(O[o]) + patch);
@@ -104,7 +105,7 @@ int64_t grid_for(int64_t items) {
 
 // Below this K the fused simple kernel beats a tensor-core GEMM plus
 // patches (depthwise convs: K = 9). Not yet measured on a GPU.
-constexpr Backend kCuda{/*min_fast_k=*/32, GemmMethod::kIntMM};
+constexpr Backend kCuda{/*min_fast_k=*/32, GemmMethod::kIntMM, GemmMethod::kIntMM};
 
 std::tuple<at::Tensor, at::Tensor> systolic_matmul_cuda(
     const at::Tensor& a, const at::Tensor& w, const at::Tensor& p_bits, int64_t protect,
@@ -120,16 +121,17 @@ std::tuple<at::Tensor, at::Tensor> systolic_matmul_cuda(
   // Quads of global rows covering [row_offset, row_offset + M).
   const int64_t q0 = int64_t(r.row_offset) >> 2;
   const int64_t quads = ((int64_t(r.row_offset) + r.M - 1) >> 2) - q0 + 1;
+  const longlong3 sA{c.a3.stride(0), c.a3.stride(1), c.a3.stride(2)};
   PYVS_DISPATCH_ACTIVATIONS(c.a3.scalar_type(), "systolic_matmul_cuda", [&] {
     const scalar_t* A = c.a3.const_data_ptr<scalar_t>();
     const int8_t* W = c.w3.const_data_ptr<int8_t>();
     int32_t* O = c.out.data_ptr<int32_t>();
     if (c.fast) {
       patch_kernel<scalar_t><<<grid_for(r.G * quads * r.N), kThreads, 0, stream>>>(
-          A, W, O, S, r, c.t, q0, quads);
+          A, sA, W, O, S, r, c.t, q0, quads);
     } else {
-      simple_kernel<scalar_t><<<grid_for(r.G * r.M * r.N), kThreads, 0, stream>>>(A, W, O, S, r,
-                                                                                  c.t);
+      simple_kernel<scalar_t><<<grid_for(r.G * r.M * r.N), kThreads, 0, stream>>>(
+          A, sA, W, O, S, r, c.t);
     }
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });

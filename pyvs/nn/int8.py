@@ -12,8 +12,9 @@ from typing import Optional, Tuple
 import torch
 from torch import nn
 
+from .. import ops
+
 QRANGE = {"uint8": (0, 255), "int8": (-128, 127)}  # 8-bit activation grids
-QDTYPE = {"uint8": torch.uint8, "int8": torch.int8}
 
 
 def check_dtype(dtype: str, what: str = "activation dtype") -> str:
@@ -29,10 +30,9 @@ def f32(x) -> torch.Tensor:
 
 def quantize(x: torch.Tensor, scale: float, zero_point: int, dtype: str) -> torch.Tensor:
     """float x -> uint8/int8 q = clamp(round(x * (1 / scale)) + zero_point),
-    in float32, rounding half to even. x itself is left untouched."""
-    qmin, qmax = QRANGE[dtype]
-    q = (x.float() * (1.0 / f32(scale))).round_().add_(zero_point)
-    return q.clamp_(qmin, qmax).to(QDTYPE[dtype])
+    in float32, rounding half to even, in x's memory layout (one pass:
+    :func:`pyvs.ops.quantize`). x itself is left untouched."""
+    return ops.quantize(x, scale, zero_point, dtype)
 
 
 def quantize_bias(bias: torch.Tensor, in_scale: float, w_scale: torch.Tensor) -> torch.Tensor:
@@ -44,14 +44,14 @@ def quantize_bias(bias: torch.Tensor, in_scale: float, w_scale: torch.Tensor) ->
     return q.clamp(-2**31, 2**31 - 1).to(torch.int32)
 
 
-def requantize(acc: torch.Tensor, multiplier: torch.Tensor, out_scale: float, lo: int, hi: int
-               ) -> torch.Tensor:
-    """int32 accumulators [..., Cout] -> float values on the output grid:
-    clamp(round(float32(acc) * M[n]), lo, hi) * s_out, where [lo, hi] is the
-    output range minus its zero point (round(acc * M) + z clamped to [omin,
-    omax], minus z, is the same thing)."""
-    y = acc.float().mul_(multiplier).round_()
-    return y.clamp_(lo, hi).mul_(out_scale)
+def requantize(acc: torch.Tensor, offset: torch.Tensor, multiplier: torch.Tensor, out_scale: float,
+               lo: int, hi: int, channel_dim: int = 1) -> torch.Tensor:
+    """int32 accumulators [R, C] -> float values on the output grid:
+    clamp(round(float32(acc + offset[c]) * M[c]), lo, hi) * s_out per channel
+    c (dim ``channel_dim``), where [lo, hi] is the output range minus its
+    zero point (round(acc * M) + z clamped to [omin, omax], minus z, is the
+    same thing); one pass: :func:`pyvs.ops.requantize`."""
+    return ops.requantize(acc, offset, multiplier, lo, hi, out_scale, channel_dim)
 
 
 class FakeQuant(nn.Module):

@@ -121,15 +121,18 @@ class SystolicLayer(nn.Module):
             ctx.probe.record(self.name, stats, (w.shape[0], rows_per_image, w.shape[1], w.shape[2]))
         return out
 
-    def finish(self, acc: torch.Tensor) -> torch.Tensor:
-        """int32 acc [..., Cout] -> float output [..., Cout] (steps 3 and 4).
-        acc is the op's fresh output and is overwritten."""
+    def finish(self, acc: torch.Tensor, channels_first: bool = False) -> torch.Tensor:
+        """int32 acc [M, Cout] (or [Cout, M] with channels_first) -> float
+        output of the same shape (steps 3 and 4). acc is the op's fresh output
+        and may be overwritten."""
+        if self.out_scale is not None:
+            return requantize(acc, self.acc_offset, self.requant, self.out_scale,
+                              self.out_min - self.out_zero_point, self.out_max - self.out_zero_point,
+                              channel_dim=0 if channels_first else 1)
+        per_channel = (lambda t: t.view(-1, 1)) if channels_first else (lambda t: t)  # noqa: E731
         # int32 like the accumulator registers (wraps only if the array's output does)
-        acc = acc.add_(self.acc_offset)
-        if self.out_scale is None:
-            return (acc.double() * self.acc_scale.double()).float()
-        return requantize(acc, self.requant, self.out_scale, self.out_min - self.out_zero_point,
-                          self.out_max - self.out_zero_point)
+        acc = acc.add_(per_channel(self.acc_offset))
+        return (acc.double() * per_channel(self.acc_scale).double()).float()
 
     def extra_repr(self) -> str:
         out = "float" if self.out_scale is None else f"scale={self.out_scale:.4g}, zp={self.out_zero_point}"
@@ -150,7 +153,12 @@ def _pair(v) -> Tuple[int, int]:
 class SystolicConv2d(SystolicLayer):
     """Conv2d on the systolic array. Input float [N, Cin, H, W]; output float
     [N, Cout, Ho, Wo]. Groups (depthwise too) run as one [G, M, K] GEMM; GEMM
-    row m = (image, output pixel), with Ho * Wo rows per image."""
+    row m = (image, output pixel), with Ho * Wo rows per image.
+
+    Layouts follow the data, never a copy for its own sake: a conv's output
+    is channels-last in memory (the GEMM's [M, Cout] rows), and a depthwise
+    conv's is channel-major ([Cout, M]); 1x1 convs read either as their GEMM
+    operand, and depthwise convs gather their taps from channels-last rows."""
 
     def __init__(self, weight_q, w_scale, bias_q, in_scale, in_zero_point, *, stride=1, padding=0,
                  dilation=1, groups=1, **kw):
@@ -163,32 +171,49 @@ class SystolicConv2d(SystolicLayer):
         if cout % self.groups:
             raise ValueError(f"SystolicConv2d: {cout} output channels do not split into {groups} groups")
         self.in_channels, self.out_channels, self.kernel_size = cin_g * self.groups, cout, (kh, kw_)
+        self.depthwise = self.groups == self.in_channels == cout  # one input and one output channel per group
 
     def gemm_weights(self) -> torch.Tensor:
         """int8 [G, K, N]: a column-major view of weight_q, K = (c, i, j) as unfold orders it."""
         g = self.groups
         return self.weight_q.view(g, self.out_channels // g, -1).transpose(1, 2)
 
+    def _windows(self, src: torch.Tensor, i: int, j: int, ho: int, wo: int) -> torch.Tensor:
+        """Tap (i, j) of every output pixel: src[..., Hp, Wp, C] strided by the conv."""
+        (sh, sw), (dh, dw) = self.stride, self.dilation
+        return src[..., i * dh: i * dh + sh * (ho - 1) + 1: sh, j * dw: j * dw + sw * (wo - 1) + 1: sw, :]
+
+    def taps(self, q: torch.Tensor, ho: int, wo: int) -> torch.Tensor:
+        """Depthwise: 8-bit q [N, C, H, W] (any layout) -> [C, N * Ho * Wo, kh * kw],
+        a view of a tap-major buffer [kh * kw, N * Ho * Wo, C]: one copy of
+        channels-last rows per tap. Padding is the zero point (a real 0)."""
+        n, c, h, w = q.shape
+        (kh, kw), (ph, pw) = self.kernel_size, self.padding
+        qp = q.new_full((n, h + 2 * ph, w + 2 * pw, c), self.in_zero_point)
+        qp[:, ph: ph + h, pw: pw + w, :] = q.permute(0, 2, 3, 1)
+        cols = q.new_empty((kh * kw, n, ho, wo, c))
+        for i in range(kh):
+            for j in range(kw):
+                cols[i * kw + j] = self._windows(qp, i, j, ho, wo)
+        return cols.view(kh * kw, n * ho * wo, c).permute(2, 1, 0)
+
     def im2col(self, q: torch.Tensor, ho: int, wo: int) -> torch.Tensor:
-        """8-bit q [N, Cin, H, W] -> GEMM rows [G, N * Ho * Wo, K]. Padding is
-        real zero, i.e. the zero point on the quantized grid. One strided copy
-        per kernel tap: 3x faster than one 7-D gather (depthwise convs spend
-        most of a CPU forward pass here)."""
+        """8-bit q [N, Cin, H, W] (any layout) -> GEMM rows [G, N * Ho * Wo, K],
+        K ordered (c, i, j) as torch's unfold orders it; a view for 1x1 convs
+        on channels-last input. Padding is the zero point (a real 0)."""
         n, _, h, w = q.shape
-        g, (kh, kw) = self.groups, self.kernel_size
-        (sh, sw), (ph, pw), (dh, dw) = self.stride, self.padding, self.dilation
+        g, (kh, kw), (ph, pw) = self.groups, self.kernel_size, self.padding
         cg = self.in_channels // g
-        if (kh, kw, sh, sw, ph, pw) == (1, 1, 1, 1, 0, 0):
-            cols = q.reshape(n, g, cg, h, w).permute(1, 0, 3, 4, 2)               # [G, N, H, W, Cg]
-        else:
-            qp = F.pad(q, (pw, pw, ph, ph), value=self.in_zero_point)
-            src = qp.view(n, g, cg, qp.shape[2], qp.shape[3]).permute(1, 0, 3, 4, 2)  # [G, N, Hp, Wp, Cg]
-            cols = torch.empty((g, n, ho, wo, cg, kh, kw), dtype=q.dtype, device=q.device)
-            for i in range(kh):
-                for j in range(kw):
-                    cols[..., i, j] = src[:, :, i * dh: i * dh + sh * (ho - 1) + 1: sh,
-                                          j * dw: j * dw + sw * (wo - 1) + 1: sw]
-        return cols.reshape(g, n * ho * wo, -1).contiguous()
+        rows = q.permute(0, 2, 3, 1).reshape(n, h, w, g, cg).permute(3, 0, 1, 2, 4)  # [G, N, H, W, Cg]
+        if (kh, kw, *self.stride, ph, pw) == (1, 1, 1, 1, 0, 0):
+            return rows.reshape(g, n * h * w, cg)
+        padded = rows.new_full((g, n, h + 2 * ph, w + 2 * pw, cg), self.in_zero_point)
+        padded[:, :, ph: ph + h, pw: pw + w, :] = rows
+        cols = q.new_empty((g, n, ho, wo, cg, kh, kw))
+        for i in range(kh):  # one strided copy per kernel tap
+            for j in range(kw):
+                cols[..., i, j] = self._windows(padded, i, j, ho, wo)
+        return cols.view(g, n * ho * wo, cg * kh * kw)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4:
@@ -201,10 +226,14 @@ class SystolicConv2d(SystolicLayer):
         (ph, pw), (dh, dw) = self.padding, self.dilation
         ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
         wo = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
-        a = self.im2col(quantize(x, self.in_scale, self.in_zero_point, self.in_dtype), ho, wo)
-        acc = self.gemm(a, self.gemm_weights(), ho * wo)                           # [G, N*L, Cout/G]
+        q = quantize(x, self.in_scale, self.in_zero_point, self.in_dtype)
+        if self.depthwise:
+            acc = self.gemm(self.taps(q, ho, wo), self.gemm_weights(), ho * wo)      # [C, N*L, 1]
+            y = self.finish(acc.view(self.out_channels, n * ho * wo), channels_first=True)
+            return y.view(self.out_channels, n, ho, wo).permute(1, 0, 2, 3)
+        acc = self.gemm(self.im2col(q, ho, wo), self.gemm_weights(), ho * wo)       # [G, N*L, Cout/G]
         acc = acc[0] if self.groups == 1 else acc.permute(1, 0, 2).reshape(n * ho * wo, self.out_channels)
-        return self.finish(acc).view(n, ho, wo, self.out_channels).permute(0, 3, 1, 2).contiguous()
+        return self.finish(acc).view(n, ho, wo, self.out_channels).permute(0, 3, 1, 2)
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
