@@ -20,7 +20,9 @@ def title(script: str, device: str) -> str:
     """'<script> on <device> (<machine>), torch X, <date>, commit <sha>[ + local changes]'."""
     machine = (torch.cuda.get_device_name() if device == "cuda" else
                f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
-    dirty = " + local changes" if _git("status", "--porcelain", "--untracked-files=no") else ""
+    # The results file itself does not count: earlier tables of the same run append to it.
+    dirty = " + local changes" if _git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                                       ":!benchmarks/RESULTS.md") else ""
     return (f"{script} on {device} ({machine}), torch {torch.__version__}, {datetime.date.today()}, "
             f"commit {_git('rev-parse', '--short', 'HEAD') or 'unknown'}{dirty}")
 

@@ -114,23 +114,38 @@ void run_patches(const PreparedMatmul& c) {
 }
 
 // The clean product of one column per group (depthwise convs), directly:
-// out[g, m] = sum over K-tiles of sign_extend_W(tile sum). Rows m are split
-// among threads; within a row the loop runs over groups, which is
-// contiguous in a layer's channels-last im2col (a3 [G, M, K] with stride 1
-// over G), so it vectorizes.
+// out[g, m] = sum over K-tiles of sign_extend_W(tile sum).
 template <typename ActT>
 at::Tensor depthwise_clean_kernel(const at::Tensor& a3, const at::Tensor& w3, int W, int64_t rows) {
   const int64_t G = a3.size(0), M = a3.size(1), K = a3.size(2);
   const int64_t sG = a3.stride(0), sM = a3.stride(1), sK = a3.stride(2);
   at::Tensor out = at::empty({G, M, 1}, a3.options().dtype(at::kInt));
-  // Weights k-major, [K, G] int32, so that the inner loop over g reads them in order.
+  // Weights k-major, [K, G] int32, so that a loop over g reads them in order.
   const at::Tensor wk = w3.reshape({G, K}).t().contiguous().to(at::kInt);
   const int32_t* WK = wk.const_data_ptr<int32_t>();
   const ActT* A = a3.const_data_ptr<ActT>();
   int32_t* O = out.data_ptr<int32_t>();
   const uint32_t mask = width_mask(W);
-  at::parallel_for(0, M, std::max<int64_t>(1, at::internal::GRAIN_SIZE / std::max<int64_t>(1, G * K)),
-                   [&](int64_t m0, int64_t m1) {
+  const int64_t grain = std::max<int64_t>(1, at::internal::GRAIN_SIZE / std::max<int64_t>(1, G * K));
+  if (sG != 1) {  // rows: each output's K activations in turn
+    at::parallel_for(0, G * M, std::max<int64_t>(1, grain * G), [&](int64_t b, int64_t e) {
+      for (int64_t gm = b; gm < e; ++gm) {
+        const int64_t g = gm / M, m = gm % M;
+        uint32_t total = 0;
+        for (int64_t k0 = 0; k0 < K; k0 += rows) {
+          uint32_t tile = 0;
+          for (int64_t k = k0; k < std::min(k0 + rows, K); ++k)
+            tile += uint32_t(int32_t(A[g * sG + m * sM + k * sK]) * WK[k * G + g]);
+          total += uint32_t(sign_extend(tile & mask, W));
+        }
+        O[gm] = int32_t(total);
+      }
+    });
+    return out;
+  }
+  // A layer's channels-last im2col (stride 1 over g): rows m are split among
+  // threads, and within a row the loop over the groups vectorizes.
+  at::parallel_for(0, M, grain, [&](int64_t m0, int64_t m1) {
     std::vector<uint32_t> total(G), tile(G);
     for (int64_t m = m0; m < m1; ++m) {
       std::fill(total.begin(), total.end(), 0u);
@@ -139,7 +154,7 @@ at::Tensor depthwise_clean_kernel(const at::Tensor& a3, const at::Tensor& w3, in
         for (int64_t k = k0; k < std::min(k0 + rows, K); ++k) {
           const ActT* a = A + m * sM + k * sK;
           const int32_t* w = WK + k * G;
-          for (int64_t g = 0; g < G; ++g) tile[g] += uint32_t(int32_t(a[g * sG]) * w[g]);
+          for (int64_t g = 0; g < G; ++g) tile[g] += uint32_t(int32_t(a[g]) * w[g]);
         }
         for (int64_t g = 0; g < G; ++g) total[g] += uint32_t(sign_extend(tile[g] & mask, W));
       }
