@@ -47,6 +47,12 @@ class World:
             dist.init_process_group("nccl" if cuda else "gloo")
         return world
 
+    def close(self) -> None:
+        """Ends the process group (gloo's threads abort a process that exits
+        with the group still up)."""
+        if self.size > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
     @property
     def is_main(self) -> bool:
         """Rank 0: the one that writes files and shows progress."""

@@ -38,8 +38,11 @@ def main():
     start, end = world.shard(n)
     batches = [(images[i:min(i + 6, end)], labels[i:min(i + 6, end)]) for i in range(start, end, 6)]
     seeds = [0, 1] if not os.environ.get("PYVS_TEST_MISMATCH") else [world.rank]
-    sweep(q, batches, out, [0.9, 0.8, 0.7], ["none", "msb8", "auto"], seeds=seeds, probabilities=planted,
-          progress=False, world=world, first_image=start)
+    try:
+        sweep(q, batches, out, [0.9, 0.8, 0.7], ["none", "msb8", "auto"], seeds=seeds, probabilities=planted,
+              progress=False, world=world, first_image=start)
+    finally:
+        world.close()
 
 
 if __name__ == "__main__":
