@@ -5,6 +5,8 @@
 // to even, as torch.round does; no fused multiply-add (-ffp-contract=off).
 #pragma once
 
+#include <ATen/core/Tensor.h>
+
 #include <cmath>
 #include <cstdint>
 
@@ -50,5 +52,25 @@ PYVS_QHD float requantize_value(int32_t acc, int32_t offset, float multiplier, f
   const float y = float(int32_t(uint32_t(acc) + uint32_t(offset))) * multiplier;
   return clamp_to(round_half_even(clamp_to(y, -kBig, kBig)), lo, hi) * out_scale;
 }
+
+// ---- One call, checked, with its output allocated (requantize.cpp) -------
+
+struct QuantizeCall {
+  at::Tensor src;        // x, float32, dense (any order of dimensions)
+  at::Tensor out;        // uint8 or int8, src's layout
+  float inv, zero_point, lo, hi;
+};
+QuantizeCall prepare_quantize(const at::Tensor& x, double scale, int64_t zero_point, bool unsigned_);
+
+struct RequantizeCall {
+  at::Tensor acc, offset, multiplier;  // contiguous
+  at::Tensor out;                      // float32 [R, C]
+  int64_t R, C;
+  bool channels_last;                  // the channel is dim 1 (else dim 0)
+  float lo, hi, out_scale;
+};
+RequantizeCall prepare_requantize(const at::Tensor& acc, const at::Tensor& offset,
+                                  const at::Tensor& multiplier, int64_t lo, int64_t hi, double out_scale,
+                                  int64_t channel_dim);
 
 }  // namespace pyvs

@@ -10,18 +10,11 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from test_sweep import planted  # noqa: E402
 from tinynet import tiny  # noqa: E402
 
 from pyvs.distributed import World  # noqa: E402
 from pyvs.sweep import sweep  # noqa: E402
-
-
-def planted(volts):
-    p = torch.zeros(len(volts), 32, dtype=torch.float64)
-    for i, v in enumerate(volts):
-        if v < 0.85:
-            p[i, 24] = p[i, 1] = 2e-3
-    return p
 
 
 def main():

@@ -31,42 +31,32 @@ __global__ void requantize_kernel(const int32_t* __restrict__ A, const int32_t* 
 }
 
 at::Tensor quantize_cuda(const at::Tensor& x, double scale, int64_t zero_point, bool unsigned_) {
-  TORCH_CHECK_TYPE(x.scalar_type() == at::kFloat, "quantize: x must be float32, got ", x.scalar_type());
   const c10::cuda::CUDAGuard guard(x.device());
-  const at::Tensor src = x.is_non_overlapping_and_dense() ? x : x.contiguous();
-  at::Tensor out = at::empty_like(src, src.options().dtype(unsigned_ ? at::kByte : at::kChar));
-  const int64_t n = src.numel();
-  if (n == 0) return out;
-  const float inv = 1.0f / float(scale), z = float(zero_point);
+  const QuantizeCall c = prepare_quantize(x, scale, zero_point, unsigned_);
+  const int64_t n = c.src.numel();
+  if (n == 0) return c.out;
   auto stream = at::cuda::getCurrentCUDAStream();
   if (unsigned_) {
     quantize_kernel<uint8_t><<<blocks_for(n), kThreads, 0, stream>>>(
-        src.const_data_ptr<float>(), out.data_ptr<uint8_t>(), n, inv, z, 0.f, 255.f);
+        c.src.const_data_ptr<float>(), c.out.data_ptr<uint8_t>(), n, c.inv, c.zero_point, c.lo, c.hi);
   } else {
     quantize_kernel<int8_t><<<blocks_for(n), kThreads, 0, stream>>>(
-        src.const_data_ptr<float>(), out.data_ptr<int8_t>(), n, inv, z, -128.f, 127.f);
+        c.src.const_data_ptr<float>(), c.out.data_ptr<int8_t>(), n, c.inv, c.zero_point, c.lo, c.hi);
   }
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  return out;
+  return c.out;
 }
 
 at::Tensor requantize_cuda(const at::Tensor& acc, const at::Tensor& offset, const at::Tensor& multiplier,
                            int64_t lo, int64_t hi, double out_scale, int64_t channel_dim) {
-  TORCH_CHECK_VALUE(acc.dim() == 2 && acc.scalar_type() == at::kInt && (channel_dim == 0 || channel_dim == 1),
-                    "requantize: acc must be int32 [R, C] and channel_dim 0 or 1");
   const c10::cuda::CUDAGuard guard(acc.device());
-  const int64_t R = acc.size(0), C = acc.size(1), channels = acc.size(channel_dim);
-  TORCH_CHECK_VALUE(offset.numel() == channels && multiplier.numel() == channels &&
-                        offset.scalar_type() == at::kInt && multiplier.scalar_type() == at::kFloat,
-                    "requantize: offset (int32) and multiplier (float32) need one entry per channel");
-  const at::Tensor a = acc.contiguous(), off = offset.contiguous(), mul = multiplier.contiguous();
-  at::Tensor out = at::empty({R, C}, acc.options().dtype(at::kFloat));
-  if (R * C == 0) return out;
-  requantize_kernel<<<blocks_for(R * C), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
-      a.const_data_ptr<int32_t>(), off.const_data_ptr<int32_t>(), mul.const_data_ptr<float>(),
-      out.data_ptr<float>(), R, C, channel_dim == 1, float(lo), float(hi), float(out_scale));
+  const RequantizeCall c = prepare_requantize(acc, offset, multiplier, lo, hi, out_scale, channel_dim);
+  if (c.R * c.C == 0) return c.out;
+  requantize_kernel<<<blocks_for(c.R * c.C), kThreads, 0, at::cuda::getCurrentCUDAStream()>>>(
+      c.acc.const_data_ptr<int32_t>(), c.offset.const_data_ptr<int32_t>(), c.multiplier.const_data_ptr<float>(),
+      c.out.data_ptr<float>(), c.R, c.C, c.channels_last, c.lo, c.hi, c.out_scale);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  return out;
+  return c.out;
 }
 
 }  // namespace
