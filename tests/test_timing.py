@@ -1,5 +1,7 @@
-"""The timing model: physics sanity, the analytic model against the
-gate-level Monte Carlo simulation, the table file, and bad input."""
+"""The timing models: physics sanity of both (event-driven, the default,
+and static), the static model's analytic form against its gate-level
+Monte Carlo, the table file, and bad input. The event-driven model's own
+tests are in test_events.py."""
 import json
 import math
 
@@ -35,27 +37,41 @@ def test_netlist_computes_the_mac_exactly():
     assert arrival.max() < worst_case_path(mac, T.DEFAULT) * (1 + 10 * T.DEFAULT.sigma_gate)
 
 
-def test_monotone_in_voltage_frequency_and_bit():
-    p = T.error_probabilities(GRID).numpy()                    # [V, W]
-    assert p.shape == (9, 32) and p.dtype == np.float64
+MODELS = ["event", "static"]
+DENSE = [0.42 + 0.01 * i for i in range(49)]  # 0.42 .. 0.90 V: where the event model's errors begin
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_monotone_in_voltage_and_frequency(model):
+    p = T.error_probabilities(DENSE, model=model).numpy()       # [V, W]
+    assert p.shape == (49, 32) and p.dtype == np.float64
+    assert p.max() > 1e-3, "the grid must reach voltages where bits err"
     assert np.all(np.diff(p, axis=0) <= 1e-15), "P_b must not grow with V"
     for f_lo, f_hi in [(0.5, 0.7), (0.7, 0.9), (0.9, 1.4)]:
-        lo = T.error_probabilities(GRID, freq_ghz=f_lo).numpy()
-        hi = T.error_probabilities(GRID, freq_ghz=f_hi).numpy()
+        lo = T.error_probabilities(DENSE, freq_ghz=f_lo, model=model).numpy()
+        hi = T.error_probabilities(DENSE, freq_ghz=f_hi, model=model).numpy()
         assert np.all(hi >= lo - 1e-15), "P_b must not shrink with f"
+
+
+def test_static_uniform_ripple_errs_more_in_higher_bits():
+    p = T.error_probabilities(GRID, model="static").numpy()
     assert np.all(np.diff(p, axis=1) >= -1e-15), "uniform operands, ripple: P_b non-decreasing in b"
 
 
-def test_guard_band_at_nominal_and_errors_at_half_a_volt():
-    p = T.error_probabilities([0.9, 0.5]).numpy()
+@pytest.mark.parametrize("model,low,bits,floor", [("event", 0.45, 4, 1e-3), ("event", 0.5, 1, 1e-6),
+                                                  ("static", 0.5, 4, 1e-6)])
+def test_guard_band_at_nominal_and_errors_at_low_voltage(model, low, bits, floor):
+    p = T.error_probabilities([0.9, low], model=model).numpy()
     assert p[0].max() < 1e-12
-    assert p[1, -4:].min() > 1e-6, "at 0.5 V the top bits must err"
+    assert p[1, -bits:].min() > floor, f"at {low} V the top bits must err"
 
 
+@pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("option,value", [("guard_band", 0.1), ("vth", 0.35), ("alpha", 1.6)])
-def test_less_margin_means_more_errors(option, value):
-    base = T.error_probabilities([0.55, 0.6]).numpy()
-    other = T.error_probabilities([0.55, 0.6], **{option: value}).numpy()
+def test_less_margin_means_more_errors(model, option, value):
+    volts = [0.5, 0.55, 0.6] if model == "event" else [0.55, 0.6]
+    base = T.error_probabilities(volts, model=model).numpy()
+    other = T.error_probabilities(volts, model=model, **{option: value}).numpy()
     assert np.all(other >= base - 1e-15) and other.sum() > base.sum()
 
 
@@ -80,7 +96,7 @@ def _compare(counts, n, p):
 ])
 def test_analytic_matches_monte_carlo_uniform(opts, volts):
     n = 100_000
-    p = T.error_probabilities(volts, **opts).numpy()
+    p = T.error_probabilities(volts, model="static", **opts).numpy()
     counts = monte_carlo(volts, n=n, tech=T.TechParams(**opts), seed=11)
     measurable_voltages = sum(1 for row in p if row.max() > 1e-4)
     assert measurable_voltages >= 5
@@ -96,12 +112,12 @@ def test_analytic_matches_monte_carlo_empirical():
     ops = T.EmpiricalOperands(act, weight, rows=32)
     volts = [0.545, 0.54, 0.535, 0.53, 0.52, 0.5, 0.49]
     n = 100_000
-    p = T.error_probabilities(volts, operands=ops).numpy()
+    p = T.error_probabilities(volts, model="static", operands=ops).numpy()
     counts = monte_carlo(volts, n=n, operands=ops, seed=12)
     assert sum(1 for row in p if row.max() > 1e-4) >= 5
     assert _compare(counts, n, p) >= 20
     # Real partial sums make the MSBs fail first: sign-extension carry chains.
-    assert p[-1, 31] > T.error_probabilities([0.49]).numpy()[0, 31]
+    assert p[-1, 31] > T.error_probabilities([0.49], model="static").numpy()[0, 31]
 
 
 # ---- the table file --------------------------------------------------------
@@ -115,6 +131,23 @@ def test_table_roundtrip(tmp_path):
     assert torch.equal(back.tensor(), T.error_probabilities(GRID))
     assert torch.equal(back.p_bits(0.5), back.tensor()[0])
     assert back.params["tech"]["guard_band"] == T.DEFAULT.guard_band
+    assert back.params["model"] == "event" and back.layers == {}
+
+
+def test_table_with_layers_roundtrip(tmp_path):
+    rows = lambda x: [[x] * 8, [x / 2] * 8]  # noqa: E731
+    table = T.ErrorTable([0.5, 0.6], rows(1e-3), 0.7, 8, {"model": "event"}, {"a": rows(2e-3), "b": rows(0.0)})
+    path = tmp_path / "t.json"
+    T.save_table(table, str(path))
+    back = T.load_table(str(path))
+    assert json.loads(path.read_text())["version"] == 2 and back.layers == table.layers
+    assert torch.equal(back.p_bits(0.6, "a"), torch.full((8,), 1e-3, dtype=torch.float64))
+    rates = back.rates(0.5)
+    assert list(rates) == ["a", "b"] and float(rates["a"][0]) == 2e-3 and float(rates["b"].sum()) == 0
+    with pytest.raises(ValueError, match="no layer 'c'"):
+        back.p_bits(0.5, "c")
+    with pytest.raises(ValueError, match="not on the table's grid"):
+        back.rates(0.55)
 
 
 def _doc(**over):
@@ -136,6 +169,9 @@ def _doc(**over):
     (_doc(freq_ghz=-1), "freq_ghz must be a positive number"),
     (_doc(format="other"), "is not a pyvs error table"),
     (_doc(version=99), "unsupported error-table version"),
+    (_doc(version=2, layers=[]), "layers must be an object"),
+    (_doc(version=2, layers={"a": [[0.0] * 8]}), "layer 'a': .*one row per voltage"),
+    (_doc(version=2, layers={"a": [[0.0] * 8, [2.0] + [0.0] * 7]}), "layer 'a': .*not a probability"),
 ])
 def test_malformed_table_is_rejected(tmp_path, doc, match):
     path = tmp_path / "bad.json"
@@ -165,6 +201,10 @@ def test_unreadable_tables_are_rejected(tmp_path):
     (lambda: T.error_probabilities([0.9], acc_bits=7), "between 8 and 32"),
     (lambda: T.error_probabilities([0.9], acc_bits=33), "between 8 and 32"),
     (lambda: T.error_probabilities([0.9], adder="magic"), "unknown adder"),
+    (lambda: T.error_probabilities([0.9], adder="magic", model="static"), "unknown adder"),
+    (lambda: T.error_probabilities([0.9], model="magic"), "unknown timing model 'magic'"),
+    (lambda: T.named_model("magic", {}), "unknown timing model 'magic'"),
+    (lambda: T.named_model("event", {"model": "static"}), "sets .'model'. itself"),
     (lambda: T.error_probabilities([0.9], colour="red"), "unknown timing-model options"),
     (lambda: T.error_probabilities([0.9], vth=0.95), "vth must be in"),
     (lambda: T.error_probabilities([0.9], guard_band=-0.1), "guard_band must be >= 0"),
@@ -176,10 +216,11 @@ def test_bad_input_is_a_value_error(call, match):
         call()
 
 
+@pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("W", [8, 12, 16, 24])
-def test_narrow_accumulators(W):
-    p = T.error_probabilities([0.45, 0.5, 0.9], acc_bits=W).numpy()
-    assert p.shape == (3, W) and p[2].max() < 1e-12
+def test_narrow_accumulators(W, model):
+    p = T.error_probabilities([0.42, 0.45, 0.5, 0.9], acc_bits=W, model=model).numpy()
+    assert p.shape == (4, W) and p[3].max() < 1e-12 and p[0].max() > 1e-3
     assert np.all(np.diff(p, axis=0) <= 1e-15)
 
 

@@ -1,5 +1,5 @@
-"""Gate netlist of one PE's multiply-accumulate: a signed 8x8 multiplier
-feeding a W-bit two's-complement accumulator adder.
+"""Gate netlist of one PE's multiply-accumulate: a signed multiplier feeding
+a W-bit two's-complement accumulator adder.
 
 Both timing models read this one description: the analytic model
 (:mod:`pyvs.timing.model`) propagates delay distributions through the
@@ -7,12 +7,21 @@ multiplier's gates and uses the adder's cell structure in closed form; the
 Monte Carlo simulator (:mod:`pyvs.timing.montecarlo`) evaluates every gate on
 real operand values with sampled delays.
 
-Multiplier: Baugh-Wooley signed 8x8 (partial products a_i b_j, NAND where
-exactly one index is the sign bit, constants at 2^8 and 2^15), a Wallace
-tree of full/half adders, and a Kogge-Stone final adder: a fast multiplier,
-so that the accumulator's carry chain, not the multiplier, decides which
-bits fail first. The 16-bit product is sign-extended to W bits by fan-out
-of bit 15.
+Multiplier: Baugh-Wooley signed n x m (partial products a_i b_j, NAND
+where exactly one index is a sign bit, constants at 2^(n-1), 2^(m-1) and
+2^(n+m-1)), a Wallace tree of full/half adders, and a Kogge-Stone final
+adder: a fast multiplier, so that the accumulator's carry chain, not the
+multiplier, decides which bits fail first. The (n+m)-bit product is
+sign-extended to W bits by fan-out of its top bit.
+
+Two datapaths are built from it. The op multiplies raw 8-bit activations
+(uint8, 0..255, in torch's quint8 convention, or int8) by int8 weights, so
+the PE that matches it takes its activation as a 9-bit two's-complement
+number (uint8 zero-extended, int8 sign-extended) into a 9 x 8 multiplier:
+``build_mac(act_bits=9)``, what the event-driven model times. The static
+model of the first pyvs (``act_bits=8``: a signed 8 x 8 multiplier, int8
+operands) is kept as it was, so that its tables and results stay
+reproducible.
 
 Adders: one class per architecture, so that another adder (carry-lookahead,
 Kogge-Stone) can be added without touching callers. Each says how its cells
@@ -62,18 +71,22 @@ class Netlist:
 
 
 def build_multiplier(net: Netlist, a: List[int], w: List[int]) -> List[int]:
-    """Baugh-Wooley signed n x n multiplier with a Wallace-tree reduction and
-    a Kogge-Stone final adder, as a fast PE multiplier would be built;
-    returns the 2n product nets (LSB first, the product mod 2^2n)."""
-    n = len(a)
-    width = 2 * n
+    """Baugh-Wooley signed len(a) x len(w) multiplier with a Wallace-tree
+    reduction and a Kogge-Stone final adder, as a fast PE multiplier would be
+    built; returns the len(a) + len(w) product nets (LSB first, the product
+    mod 2^(n+m))."""
+    n, m = len(a), len(w)
+    width = n + m
     cols: Dict[int, List[int]] = {c: [] for c in range(width)}
     for i in range(n):
-        for j in range(n):
-            sign_term = (i == n - 1) != (j == n - 1)
+        for j in range(m):
+            sign_term = (i == n - 1) != (j == m - 1)
             cols[i + j].append(net.gate("nand" if sign_term else "and", a[i], w[j]))
-    cols[n].append(CONST1)
-    cols[width - 1].append(CONST1)
+    # -x = NOT(x) - 1 for each negative partial product: the -1s sum to
+    # -2^(n+m-1) + 2^(n-1) + 2^(m-1), i.e. these constants mod 2^(n+m)
+    # (one constant at 2^n when n == m, as the first pyvs built it).
+    for c in ((n,) if n == m else (n - 1, m - 1)) + (width - 1,):
+        cols[c].append(CONST1)
     # Wallace tree: every stage compresses each column's bits three at a time
     # with full adders (two at a time with a half adder when that is needed to
     # reach two rows), all columns in parallel, until two rows remain.
@@ -155,21 +168,23 @@ def adder(name: str):
 @dataclasses.dataclass
 class MacNetlist:
     net: Netlist
-    a: List[int]          # multiplier operand (activation), 8 nets, LSB first
-    w: List[int]          # multiplier operand (weight)
+    a: List[int]          # multiplier operand (activation), act_bits nets, LSB first
+    w: List[int]          # multiplier operand (weight), 8 nets
     x: List[int]          # accumulator register, W nets
-    product: List[int]    # 16 product nets
+    product: List[int]    # product nets (act_bits + 8, at most W)
     sums: List[int]       # W accumulator-adder outputs
     n_multiplier_gates: int
 
 
-def build_mac(acc_bits: int = 32, adder_name: str = "ripple", operand_bits: int = 8) -> MacNetlist:
-    """The PE datapath: (a * w) sign-extended to acc_bits, plus x."""
+def build_mac(acc_bits: int = 32, adder_name: str = "ripple", act_bits: int = 8,
+              weight_bits: int = 8) -> MacNetlist:
+    """The PE datapath: (a * w) sign-extended to acc_bits, plus x; a and w
+    signed, act_bits and weight_bits wide."""
     if not 8 <= acc_bits <= 32:
         raise ValueError(f"acc_bits must be between 8 and 32, got {acc_bits}")
     net = Netlist()
-    a = [net.new_net() for _ in range(operand_bits)]
-    w = [net.new_net() for _ in range(operand_bits)]
+    a = [net.new_net() for _ in range(act_bits)]
+    w = [net.new_net() for _ in range(weight_bits)]
     x = [net.new_net() for _ in range(acc_bits)]
     product = build_multiplier(net, a, w)
     n_mult = len(net.gates)

@@ -5,6 +5,9 @@ adder see, which decides how long the sensitized carry chains are.
   uniform over W-bit words, independent of the product. Then every adder
   cell propagates (x_j != y_j) with probability 1/2, independently, whatever
   the product's distribution: the carry chains have a closed form.
+- :class:`Pairs`: what a PE sees in two consecutive cycles (the event-driven
+  model times the transition between them), uniform (:func:`uniform_pairs`)
+  or captured from a model's layers (:mod:`pyvs.dataflow`).
 - :class:`EmpiricalOperands`: a and w drawn from given int8 histograms (e.g.
   a real layer's activations and weights), and x a real partial sum: the sum
   of j products of the same distribution, j uniform in [0, rows). Partial sums
@@ -14,6 +17,7 @@ adder see, which decides how long the sensitized carry chains are.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Optional, Sequence
 
 import numpy as np
@@ -93,3 +97,62 @@ def operands(spec: Optional[object]):
     if isinstance(spec, (UniformOperands, EmpiricalOperands)):
         return spec
     raise ValueError(f"operands must be 'uniform' or an EmpiricalOperands, got {spec!r}")
+
+
+# ---- consecutive-cycle operand pairs, for the event-driven model -----------
+
+@dataclasses.dataclass
+class Pairs:
+    """What a PE sees in two consecutive cycles, for N samples (int64
+    arrays [N]): its activation register holds prev_a, then a (the op's
+    activations: uint8 0..255 or int8 -128..127), its stationary weight w
+    (int8), and its partial-sum input holds prev_x, then x (W-bit patterns,
+    0 .. 2^W - 1)."""
+
+    prev_a: np.ndarray
+    a: np.ndarray
+    w: np.ndarray
+    prev_x: np.ndarray
+    x: np.ndarray
+
+    def __post_init__(self):
+        arrays = [np.asarray(getattr(self, f.name)) for f in dataclasses.fields(self)]
+        n = len(arrays[0])
+        if n == 0 or any(v.ndim != 1 or len(v) != n for v in arrays):
+            raise ValueError("operand pairs must be non-empty 1-D arrays of one length, got shapes "
+                             f"{[v.shape for v in arrays]}")
+        for f, v in zip(dataclasses.fields(self), arrays):
+            setattr(self, f.name, v.astype(np.int64))
+        for name in ("prev_a", "a"):
+            v = getattr(self, name)
+            if v.min() < -128 or v.max() > 255:
+                raise ValueError(f"operand pairs: {name} must hold uint8 or int8 values, got {v.min()}..{v.max()}")
+        if self.w.min() < -128 or self.w.max() > 127:
+            raise ValueError("operand pairs: w must hold int8 values")
+
+    def __len__(self) -> int:
+        return len(self.a)
+
+    def check_width(self, acc_bits: int) -> None:
+        for name in ("prev_x", "x"):
+            v = getattr(self, name)
+            if v.min() < 0 or v.max() >> acc_bits:
+                raise ValueError(f"operand pairs: {name} must be {acc_bits}-bit patterns")
+
+    def batch(self, lo: int, hi: int):
+        """(previous inputs, current inputs) of samples lo .. hi - 1, as the
+        simulator takes them."""
+        return ({"a": self.prev_a[lo:hi], "w": self.w[lo:hi], "x": self.prev_x[lo:hi]},
+                {"a": self.a[lo:hi], "w": self.w[lo:hi], "x": self.x[lo:hi]})
+
+    @classmethod
+    def concat(cls, parts: Sequence["Pairs"]) -> "Pairs":
+        return cls(*[np.concatenate([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(cls)])
+
+
+def uniform_pairs(n: int, acc_bits: int, rng: np.random.Generator, unsigned: bool = False) -> Pairs:
+    """Independent uniform operands in both cycles: a uniform int8 (uint8
+    with ``unsigned``), w uniform int8, x uniform over W-bit words."""
+    lo, hi = (0, 256) if unsigned else (-128, 128)
+    return Pairs(rng.integers(lo, hi, n), rng.integers(lo, hi, n), rng.integers(-128, 128, n),
+                 rng.integers(0, 1 << acc_bits, n, dtype=np.int64), rng.integers(0, 1 << acc_bits, n, dtype=np.int64))

@@ -1,18 +1,23 @@
 """The error-table file: per-bit error probabilities on a voltage grid, with
 the parameters that produced them. JSON, so that it is readable and diffable:
 
-    {"format": "pyvs-error-table", "version": 1,
+    {"format": "pyvs-error-table", "version": 2,
      "freq_ghz": 0.7, "acc_bits": 32,
      "voltages": [0.5, 0.55, ...],            # volts, strictly increasing
      "p": [[p_0, ..., p_31], ...],           # one row per voltage, LSB first
-     "params": {...}}                         # TechParams and model options
+     "layers": {"features.0.0": [[...], ...], ...},   # optional: per-layer rows
+     "params": {...}}                         # model, TechParams and options
+
+Version 2 adds the per-layer tables of the event-driven model (each layer's
+own operands); "p" is then their MAC-weighted mean. Version 1 files (no
+"layers") are still read.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
-from typing import List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import torch
 
@@ -21,7 +26,8 @@ from ..files import atomic_write
 from .probabilities import TimingOptions, check_voltages, error_probabilities
 
 FORMAT = "pyvs-error-table"
-VERSION = 1
+VERSION = 2
+READS = (1, 2)
 
 
 @dataclasses.dataclass
@@ -34,21 +40,40 @@ class ErrorTable:
     freq_ghz: float
     acc_bits: int
     params: dict = dataclasses.field(default_factory=dict)
+    layers: Dict[str, List[List[float]]] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         validate(self.voltages, self.p, self.freq_ghz, self.acc_bits)
+        if not isinstance(self.layers, dict):
+            raise ValueError("error table: layers must be an object of per-layer tables")
+        for name, rows in self.layers.items():
+            try:
+                validate(self.voltages, rows, self.freq_ghz, self.acc_bits)
+            except ValueError as e:
+                raise ValueError(f"error table: layer {name!r}: {e}") from None
 
     def tensor(self) -> torch.Tensor:
         """float64 [len(voltages), acc_bits]."""
         return torch.tensor(self.p, dtype=torch.float64)
 
-    def p_bits(self, volts: float) -> torch.Tensor:
-        """The row for one voltage of the grid, float64 [acc_bits] (exact match
-        within 1e-9 V; the table is not interpolated)."""
-        for v, row in zip(self.voltages, self.p):
+    def p_bits(self, volts: float, layer: Optional[str] = None) -> torch.Tensor:
+        """The row for one voltage of the grid (of one layer's table, if
+        given), float64 [acc_bits] (exact match within 1e-9 V; the table is
+        not interpolated)."""
+        if layer is not None and layer not in self.layers:
+            raise ValueError(f"the error table has no layer {layer!r}")
+        rows = self.p if layer is None else self.layers[layer]
+        for v, row in zip(self.voltages, rows):
             if abs(v - volts) <= 1e-9:
                 return torch.tensor(row, dtype=torch.float64)
         raise ValueError(f"{volts} V is not on the table's grid {self.voltages}")
+
+    def rates(self, volts: float):
+        """What the op takes at one voltage: the per-bit row (float64
+        [acc_bits]) of a table without layers, else {layer name: row}."""
+        if not self.layers:
+            return self.p_bits(volts)
+        return {name: self.p_bits(volts, name) for name in self.layers}
 
 
 def validate(voltages: Sequence[float], p: Sequence[Sequence[float]], freq_ghz: float, acc_bits: int):
@@ -84,7 +109,7 @@ def make_table(voltages, freq_ghz: float = 0.7, acc_bits: int = 32, **model_opti
 def save_table(table: ErrorTable, path: str) -> None:
     doc = {"format": FORMAT, "version": VERSION, "freq_ghz": table.freq_ghz,
            "acc_bits": table.acc_bits, "voltages": table.voltages, "p": table.p,
-           "params": table.params}
+           "layers": table.layers, "params": table.params}
     atomic_write(path, json.dumps(doc, indent=1))
 
 
@@ -99,11 +124,11 @@ def load_table(path: str) -> ErrorTable:
         raise ValueError(f"error table {path!r} is not valid JSON: {e}") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ValueError(f"{path!r} is not a pyvs error table (no \"format\": \"{FORMAT}\")")
-    if doc.get("version") != VERSION:
+    if doc.get("version") not in READS:
         raise ValueError(f"{path!r}: unsupported error-table version {doc.get('version')!r} "
-                         f"(this pyvs reads version {VERSION})")
+                         f"(this pyvs reads versions {list(READS)})")
     missing = [k for k in ("freq_ghz", "acc_bits", "voltages", "p") if k not in doc]
     if missing:
         raise ValueError(f"{path!r}: error table lacks {missing}")
     return ErrorTable(doc["voltages"], doc["p"], doc["freq_ghz"], doc["acc_bits"],
-                      doc.get("params", {}))
+                      doc.get("params", {}), doc.get("layers", {}))
