@@ -114,6 +114,8 @@ class SystolicLayer(nn.Module):
         cfg = self.fault or FaultConfig()
         p = _zero_p(self.acc_bits) if cfg.p_bits is None else cfg.p_bits
         ctx = current_pass()
+        if ctx.capture is not None:
+            ctx.capture(self.name, a, w, rows_per_image, ctx.image_offset)
         out, stats = systolic_matmul(a, w, p, protect=cfg.protect, seed=cfg.seed, layer=self.stream,
                                      row_offset=ctx.image_offset * rows_per_image, rows=cfg.rows,
                                      impl=cfg.impl)
@@ -267,6 +269,17 @@ class SystolicLinear(SystolicLayer):
 def systolic_layers(model: nn.Module) -> List[Tuple[str, SystolicLayer]]:
     """(qualified name, layer) for every systolic layer of a model."""
     return [(n, m) for n, m in model.named_modules() if isinstance(m, SystolicLayer)]
+
+
+def model_width(model: nn.Module) -> int:
+    """The accumulator width of a converted model's layers, bits (a
+    ValueError if it has none or they differ)."""
+    widths = {layer.acc_bits for _, layer in systolic_layers(model)}
+    if not widths:
+        raise ValueError("the model has no systolic layers: convert it with pyvs.convert first")
+    if len(widths) > 1:
+        raise ValueError(f"the model's layers have different accumulator widths {sorted(widths)}")
+    return widths.pop()
 
 
 def set_faults(model: nn.Module, config: Union[FaultConfig, Dict[str, FaultConfig], None]) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
-from typing import Dict, Iterator, Optional, Tuple
+from typing import Callable, Dict, Iterator, Optional, Tuple
 
 import torch
 
@@ -54,16 +54,21 @@ class Probe:
 class Pass:
     image_offset: int = 0
     probe: Optional[Probe] = None
+    # called with (layer name, a [G, M, K], w [G, K, N], GEMM rows per image,
+    # global index of the batch's first image) before each GEMM
+    capture: Optional[Callable] = None
 
 
 _PASS: contextvars.ContextVar = contextvars.ContextVar("pyvs_forward_pass", default=Pass())
 
 
 @contextlib.contextmanager
-def forward_pass(image_offset: int = 0, probe: Optional[Probe] = None) -> Iterator[Pass]:
+def forward_pass(image_offset: int = 0, probe: Optional[Probe] = None,
+                 capture: Optional[Callable] = None) -> Iterator[Pass]:
     """The forward passes run inside this block see the batch's first image
-    as global image ``image_offset`` and report to ``probe``."""
-    token = _PASS.set(Pass(integer(image_offset, "image_offset", 0), probe))
+    as global image ``image_offset``, report to ``probe``, and hand every
+    GEMM's operands to ``capture`` (:class:`pyvs.dataflow.Capture`)."""
+    token = _PASS.set(Pass(integer(image_offset, "image_offset", 0), probe, capture))
     try:
         yield _PASS.get()
     finally:

@@ -1,0 +1,209 @@
+"""What the PEs of the array see: operand pairs captured from a converted
+model's layers as data flows through the weight-stationary array, and the
+per-layer timing-error tables of the event-driven model made from them.
+
+    voltage -> error table -> op -> layer -> model -> evaluation -> report
+    (per-layer error tables need the model's data: this module closes the loop)
+
+In the array, the PE at depth k of column n holds the weight w[k, n]; GEMM
+rows stream through it one per cycle, so in consecutive cycles it sees
+(a[m-1, k], s(m-1, n, k-1)), then (a[m, k], s(m, n, k-1)), where
+s(m, n, k-1) = sum over j = k0 .. k-1 of a[m, j] w[j, n], W bits, is the
+partial sum entering it (k0: the start of its K-tile of `rows` MACs).
+:class:`Capture` samples such (m, n, k) uniformly over each layer's MACs
+(m >= 1), keeping at most ``samples`` per layer over any number of batches
+(a reservoir by random keys: O(samples) memory). Where a layer has one row
+per image (the classifier), consecutive images of a batch are consecutive
+rows, so :func:`capture_pairs` runs the calibration images in batches of
+its own (:data:`CHUNK`): the pairs depend on neither the caller's batching
+nor the number of processes.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from .data import normalize
+from .distributed import World
+from .nn.layers import model_width, set_faults, stream_id
+from .nn.probe import forward_pass
+from .timing.dynamic import EventModel
+from .timing.events import Histograms
+from .timing.operands import Pairs
+from .timing.probabilities import TimingOptions
+
+_FIELDS = ("prev_a", "a", "w", "prev_x", "x")
+
+
+class Capture:
+    """Collects operand pairs per layer, to be installed in a forward pass
+    (``forward_pass(..., capture=Capture(...))``).
+
+    samples: pairs kept per layer; per_image: candidates drawn from each
+    image (rows m >= 1 of the image, any column and depth); acc_bits: W;
+    rows: the array height (MACs per K-tile); seed: with the layer and the
+    image's global index, what the candidates depend on. Which pairs are
+    kept depends on neither the batching nor the number of processes."""
+
+    def __init__(self, samples: int = 4096, per_image: int = 256, acc_bits: int = 32, rows: int = 256,
+                 seed: int = 0):
+        if min(samples, per_image, rows) < 1:
+            raise ValueError(f"Capture: samples, per_image and rows must be >= 1, got {samples}, "
+                             f"{per_image}, {rows}")
+        self.samples, self.per_image, self.acc_bits, self.rows, self.seed = samples, per_image, acc_bits, rows, seed
+        self.kept: Dict[str, Tuple[torch.Tensor, List[torch.Tensor]]] = {}
+
+    def __call__(self, layer: str, a: torch.Tensor, w: torch.Tensor, rows_per_image: int,
+                 first_image: int) -> None:
+        M, K = a.shape[1], a.shape[2]
+        if K < 1 or M < 2:
+            return
+        if rows_per_image >= 2:
+            for i in range(M // rows_per_image):
+                self._sample(layer, a, w, i * rows_per_image, rows_per_image, first_image + i)
+        else:  # one row per image (a classifier): consecutive images follow each other through the PE
+            self._sample(layer, a, w, 0, M, first_image)
+
+    def _sample(self, layer, a, w, row0, rows_per_image, image):
+        """per_image candidates from one image's rows (gathered where a lies)."""
+        G, K, N, S = a.shape[0], a.shape[2], w.shape[2], self.per_image
+        gen = torch.Generator().manual_seed(hash((self.seed, stream_id(layer), image)) & 0x7FFFFFFF)
+        keys = torch.rand(S, generator=gen, dtype=torch.float64)
+        g, m = torch.randint(0, G, (S,), generator=gen), row0 + torch.randint(1, rows_per_image, (S,), generator=gen)
+        n, k = torch.randint(0, N, (S,), generator=gen), torch.randint(0, K, (S,), generator=gen)
+        j = (k - k % self.rows)[:, None] + torch.arange(self.rows)[None]        # the tile's MACs
+        before = (j < k[:, None]) & (j < K)
+        g, m, n, k, jj, before = (t.to(a.device) for t in (g, m, n, k, j.clamp(max=K - 1), before))
+        wj = w[g[:, None], jj, n[:, None]].to(torch.int64)
+        mask = (1 << self.acc_bits) - 1
+        partial = lambda row: (a[g[:, None], row[:, None], jj].to(torch.int64) * wj * before).sum(1) & mask  # noqa: E731
+        found = [a[g, m - 1, k], a[g, m, k], w[g, k, n], partial(m - 1), partial(m), g, m, n, k]
+        self.merge(layer, keys, [f.to(torch.int64).cpu() for f in found])
+
+    def merge(self, layer: str, keys: torch.Tensor, found: List[torch.Tensor]) -> None:
+        """Adds candidates, keeping the ``samples`` with the smallest keys."""
+        if layer in self.kept:
+            old_keys, old = self.kept[layer]
+            keys = torch.cat([old_keys, keys])
+            found = [torch.cat([o, f]) for o, f in zip(old, found)]
+        order = torch.argsort(keys, stable=True)[: self.samples]
+        self.kept[layer] = (keys[order], [f[order] for f in found])
+
+    def pairs(self) -> Dict[str, Pairs]:
+        """Per layer (in the order first seen): the captured pairs."""
+        return {name: Pairs(*[f.numpy() for f in found[:5]]) for name, (_, found) in self.kept.items()}
+
+    def where(self, layer: str) -> Dict[str, np.ndarray]:
+        """Where each kept pair of ``layer`` was seen: group g, GEMM row m
+        (of the pass that captured it), column n and depth k, int64 [S] each."""
+        return {name: f.numpy() for name, f in zip("gmnk", self.kept[layer][1][5:])}
+
+
+CHUNK = 16  # calibration images per forward pass
+
+
+def calibration_images(batches: Sequence, images: int, world: World = World(),
+                       first_image: int = 0) -> torch.Tensor:
+    """The data set's first ``images`` images (or all, if fewer), on every
+    rank: uint8 or float [n, 3, H, W] on the CPU. ``batches``: this rank's
+    shard, starting at global image ``first_image``."""
+    mine, offset = [], first_image
+    for x, _ in batches:
+        take = min(len(x), images - offset)
+        if take <= 0:
+            break
+        mine.append(x[:take].cpu())
+        offset += len(x)
+    parts = [p for part in world.gather(mine) for p in part]
+    if not parts:
+        raise ValueError("no calibration image: the data set is empty")
+    return torch.cat(parts)
+
+
+@torch.no_grad()
+def capture_pairs(model: torch.nn.Module, images: torch.Tensor, device: str = "cpu", samples: int = 4096,
+                  per_image: int = 256, acc_bits: int = 32, rows: int = 256, seed: int = 0) -> Dict[str, Pairs]:
+    """Runs the fault-free model on ``images`` ([n, 3, H, W], n >= 2) and
+    returns the operand pairs of every systolic layer (those it could pair)."""
+    if len(images) < 2:
+        raise ValueError(f"capture_pairs: at least 2 calibration images are needed, got {len(images)}")
+    capture = Capture(samples, per_image, acc_bits, rows, seed)
+    set_faults(model, None)
+    for lo in range(0, len(images), CHUNK):
+        with forward_pass(lo, capture=capture):
+            model(normalize(images[lo: lo + CHUNK].to(device)))
+    found = capture.pairs()
+    if not found:
+        raise ValueError("capture_pairs: the model ran no systolic layer on the calibration images")
+    return found
+
+
+class LayerTiming:
+    """The event-driven model's histograms of every layer, from its
+    captured pairs: per-layer error tables at any voltage, clock or
+    guard-band, at no further cost. ``provenance``: how the pairs were
+    captured (recorded in the tables)."""
+
+    def __init__(self, model: EventModel, histograms: Dict[str, Histograms], provenance: Optional[dict] = None):
+        self.model, self.histograms, self.provenance = model, histograms, dict(provenance or {})
+
+    @classmethod
+    def from_pairs(cls, model: EventModel, pairs: Dict[str, Pairs],
+                   provenance: Optional[dict] = None) -> "LayerTiming":
+        if not pairs:
+            raise ValueError("no operand pairs: capture them from a model first")
+        provenance = dict(provenance or {}, pairs={n: len(p) for n, p in pairs.items()})
+        return cls(model, {name: model.histograms(p) for name, p in pairs.items()}, provenance)
+
+    @classmethod
+    def capture(cls, model: torch.nn.Module, images: torch.Tensor, options: TimingOptions, device: str = "cpu",
+                samples: int = 4096, per_image: int = 256, rows: int = 256) -> "LayerTiming":
+        """Captures a converted model's operand pairs on ``images`` (see
+        :func:`capture_pairs`) and simulates them with ``options``' technology."""
+        acc_bits = model_width(model)
+        pairs = capture_pairs(model, images, device, samples, per_image, acc_bits, rows, options.seed)
+        event = EventModel(acc_bits, options.tech, options.adder, options.design_freq_ghz)
+        return cls.from_pairs(event, pairs, {"kind": "captured", "images": len(images), "pairs_per_layer": samples,
+                                             "per_image": per_image, "rows": rows})
+
+    def tables(self, voltages: Sequence[float], freq_ghz: float, guard_band: Optional[float] = None,
+               late: bool = False) -> Dict[str, np.ndarray]:
+        """Per layer: P(wrong) (or P(late)), float64 [len(voltages), W]."""
+        out = {}
+        for name, h in self.histograms.items():
+            wrong, lateness = self.model.probabilities(h, voltages, freq_ghz, guard_band)
+            out[name] = lateness if late else wrong
+        return out
+
+    def table(self, voltages: Sequence[float], freq_ghz: float, macs: Dict[str, int], params: dict,
+              guard_band: Optional[float] = None):
+        """The :class:`pyvs.timing.ErrorTable` of the layers at ``voltages``
+        (V) and ``freq_ghz`` (GHz): per-layer P(wrong) rows, "p" their
+        MAC-weighted mean (``macs``: layer -> MACs per image, in the model's
+        order). A layer that got no pair (one image and one row per image)
+        takes the mean. ``params``: the timing options' description;
+        guard_band: overrides the technology's (fraction)."""
+        from .timing.table import ErrorTable
+
+        volts = sorted(voltages)
+        tables = self.tables(volts, freq_ghz, guard_band)
+        mean = mac_weighted(tables, macs)
+        missing = [n for n in macs if n not in tables]
+        params = dict(params, operands=dict(self.provenance, layers_without_pairs=missing))
+        layers = {n: (tables[n] if n in tables else mean).tolist() for n in macs}
+        return ErrorTable(volts, mean.tolist(), float(freq_ghz), self.model.acc_bits, params, layers)
+
+
+def mac_weighted(tables: Dict[str, np.ndarray], macs: Dict[str, int]) -> np.ndarray:
+    """The MAC-weighted mean of per-layer tables [V, W]: the rate per MAC of
+    one inference."""
+    total = sum(macs.get(n, 0) for n in tables)
+    if total <= 0:
+        raise ValueError("mac_weighted: no MACs for the tables' layers")
+    return sum(t * macs.get(n, 0) for n, t in tables.items()) / total
+
+
+__all__ = ["Capture", "calibration_images", "capture_pairs", "LayerTiming", "mac_weighted"]
+

@@ -1,0 +1,144 @@
+"""Operand pairs from the dataflow and the per-layer tables made from them:
+the captured partial sums against a direct computation, independence of
+batching, and the tables' properties on a real (tiny) converted model."""
+import numpy as np
+import pytest
+import torch
+
+import pyvs.timing as T
+from pyvs.dataflow import Capture, LayerTiming, calibration_images, capture_pairs, mac_weighted
+from pyvs.experiment import Experiment
+from pyvs.latency import ArrayConfig
+from pyvs.timing.dynamic import EventModel
+
+from tinynet import tiny
+
+W = 32
+
+
+def _gemm(G=3, M=10, K=37, N=5, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    a = torch.randint(0, 256, (G, M, K), generator=gen).to(torch.uint8)
+    w = torch.randint(-128, 128, (G, K, N), generator=gen).to(torch.int8)
+    return a, w
+
+
+def _partial(a, w, g, m, n, k, rows):
+    """s(m, n, k - 1): the MACs of k's tile before k, by hand, as a W-bit pattern."""
+    k0 = k - k % rows
+    return sum(int(a[g, m, j]) * int(w[g, j, n]) for j in range(k0, k)) % (1 << W)
+
+
+@pytest.mark.parametrize("rows_per_image,rows", [(5, 16), (5, 256), (1, 8), (10, 4)])
+def test_captured_pairs_are_what_the_pe_sees(rows_per_image, rows):
+    a, w = _gemm()
+    cap = Capture(samples=200, per_image=64, acc_bits=W, rows=rows, seed=1)
+    cap("layer", a, w, rows_per_image, first_image=3)
+    p, where = cap.pairs()["layer"], cap.where("layer")
+    assert len(p) == min(200, 64 * (10 // rows_per_image if rows_per_image > 1 else 1))
+    for i in range(len(p)):
+        g, m, n, k = (int(where[c][i]) for c in "gmnk")
+        assert m % rows_per_image != 0 or rows_per_image == 1, "row m - 1 must be the same image's"
+        assert m >= 1
+        assert p.prev_a[i] == a[g, m - 1, k] and p.a[i] == a[g, m, k] and p.w[i] == w[g, k, n]
+        assert p.prev_x[i] == _partial(a, w, g, m - 1, n, k, rows)
+        assert p.x[i] == _partial(a, w, g, m, n, k, rows)
+
+
+def test_the_reservoir_keeps_the_same_pairs_whatever_the_order():
+    a, w = _gemm(M=40)
+    one, two = Capture(samples=50, per_image=32, seed=2), Capture(samples=50, per_image=32, seed=2)
+    one("l", a, w, 10, first_image=0)                     # 4 images in one call
+    for i in (3, 1, 0, 2):                                 # one image at a time, shuffled
+        two("l", a[:, 10 * i: 10 * i + 10], w, 10, first_image=i)
+    assert torch.equal(one.kept["l"][0], two.kept["l"][0])
+    for f, g in zip(one.kept["l"][1][:5], two.kept["l"][1][:5]):
+        assert torch.equal(f, g)
+
+
+def _batches(images, bs):
+    labels = torch.zeros(len(images), dtype=torch.int64)
+    return [(images[i:i + bs], labels[i:i + bs]) for i in range(0, len(images), bs)]
+
+
+def test_calibration_does_not_depend_on_the_batching():
+    _, images, q = tiny()
+    got = []
+    for bs in (5, 8, 24):
+        cal = calibration_images(_batches(images, bs), 12)
+        assert torch.equal(cal, images[:12])
+        pairs = capture_pairs(q, cal, samples=300, per_image=40, rows=16, seed=0)
+        got.append({n: (p.a.tolist(), p.x.tolist(), p.prev_x.tolist()) for n, p in pairs.items()})
+    assert got[0] == got[1] == got[2]
+    assert set(got[0]) == {"stem.0", "dw.0", "pw", "grouped", "fc"}  # fc: consecutive images
+
+
+@pytest.fixture(scope="module")
+def timing():
+    _, images, q = tiny()
+    exp = Experiment(q, _batches(images, 8), array=ArrayConfig(rows=16), progress=False)
+    return exp, exp.layer_timing(T.TimingOptions(), calibration_images=16, pairs_per_layer=1024)
+
+
+def test_layer_tables_hold_what_the_issue_asks(timing):
+    exp, lt = timing
+    volts = [round(0.40 + 0.01 * i, 2) for i in range(51)]
+    for f in (0.7, 1.0):
+        wrong, late = lt.tables(volts, f), lt.tables(volts, f, late=True)
+        for name in wrong:
+            assert np.all(wrong[name] <= late[name] + 1e-15), name
+            assert np.all(np.diff(wrong[name], axis=0) <= 1e-15), name
+            assert wrong[name][-1].max() < 1e-12, name
+            assert wrong[name][0].max() > 1e-3, name
+        if f > 0.7:
+            slow = lt.tables(volts, 0.7)
+            assert all(np.all(wrong[n] >= slow[n] - 1e-15) for n in wrong)
+
+
+def test_the_table_is_per_layer_with_the_mac_weighted_mean(timing, tmp_path):
+    exp, lt = timing
+    macs = exp.workload.macs_by_layer
+    table = lt.table([0.5, 0.45], 0.7, macs, T.TimingOptions().describe())
+    assert table.voltages == [0.45, 0.5] and list(table.layers) == list(macs)
+    mean = mac_weighted({n: np.array(t) for n, t in table.layers.items()}, macs)
+    assert np.allclose(table.tensor().numpy(), mean, rtol=1e-12, atol=0)
+    assert table.params["operands"]["kind"] == "captured" and table.params["operands"]["images"] == 16
+    T.save_table(table, str(tmp_path / "t.json"))
+    back = T.load_table(str(tmp_path / "t.json"))
+    assert back.layers == table.layers and back.params == table.params
+
+
+def test_per_layer_tables_differ_from_uniform_operands(timing):
+    _, lt = timing
+    uniform = T.error_probabilities([0.5]).numpy()[0]
+    real = lt.tables([0.5], 0.7)
+    assert any(t[0, 28:].max() > 100 * uniform[28:].max() for t in real.values())
+
+
+def test_the_experiment_tables_are_reproducible_from_the_seed():
+    _, images, q = tiny()
+    exp = Experiment(q, _batches(images, 8), array=ArrayConfig(rows=16), progress=False)
+    a = exp.error_table([0.45, 0.5], 0.7, "event", {"seed": 5}, calibration_images=8, pairs_per_layer=256)
+    b = exp.error_table([0.5, 0.45], 0.7, "event", {"seed": 5}, calibration_images=8, pairs_per_layer=256)
+    c = exp.error_table([0.45, 0.5], 0.7, "event", {"seed": 6}, calibration_images=8, pairs_per_layer=256)
+    assert a.layers == b.layers and a.layers != c.layers
+    static = exp.error_table([0.5], 0.7, "static-uniform")
+    assert static.layers == {} and static.params["model"] == "static"
+    assert torch.equal(static.rates(0.5), T.error_probabilities([0.5], model="static")[0])
+
+
+@pytest.mark.parametrize("call,match", [
+    (lambda q, im: capture_pairs(q, im[:1]), "at least 2 calibration images"),
+    (lambda q, im: Capture(samples=0), "must be >= 1"),
+    (lambda q, im: LayerTiming.from_pairs(EventModel(32, T.DEFAULT), {}), "no operand pairs"),
+    (lambda q, im: mac_weighted({"a": np.zeros((1, 32))}, {"b": 5}), "no MACs"),
+    (lambda q, im: calibration_images([], 4), "no calibration image"),
+    (lambda q, im: Experiment(q, _batches(im, 8), progress=False).error_table([0.5], 0.7, "magic"),
+     "unknown timing model 'magic'"),
+    (lambda q, im: Experiment(q, _batches(im[:1], 8), progress=False).error_table([0.5], 0.7, "event"),
+     "at least 2 images"),
+])
+def test_bad_calibration_is_a_value_error(call, match):
+    _, images, q = tiny()
+    with pytest.raises(ValueError, match=match):
+        call(q, images)
