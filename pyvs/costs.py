@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Dict, Optional
+from typing import Dict
 
 from .energy import EnergyParams, inference_energy
 from .latency import ArrayConfig, latency_overhead, model_cycles
@@ -17,11 +17,14 @@ GemmShapes = Dict[str, tuple]  # layer name -> (groups, GEMM rows per image, K, 
 
 @dataclasses.dataclass(frozen=True)
 class Costs:
-    """One inference at one operating point: latency_overhead (replay cycles
-    / base cycles, a fraction), energy_j and its parts (J), energy_saving
-    (1 - energy / energy at the nominal voltage without protection)."""
+    """One inference at one operating point: latency_overhead (stall cycles
+    / base cycles, a fraction; errors of one cycle share its stall, see
+    :mod:`pyvs.latency`), latency_overhead_bound (one stall per error),
+    energy_j and its parts (J), energy_saving (1 - energy / energy at the
+    nominal voltage without protection)."""
 
     latency_overhead: float
+    latency_overhead_bound: float
     energy_j: float
     energy_saving: float
     energy_dynamic_j: float
@@ -50,9 +53,14 @@ class Workload:
         return sum(self.base_cycles.values())
 
     @functools.cached_property
+    def macs_by_layer(self) -> Dict[str, int]:
+        """MACs per layer per image, in the model's order."""
+        return {n: G * M * K * N for n, (G, M, K, N) in self.shapes.items()}
+
+    @functools.cached_property
     def macs(self) -> int:
         """MACs per image."""
-        return sum(G * M * K * N for G, M, K, N in self.shapes.values())
+        return sum(self.macs_by_layer.values())
 
     @functools.cached_property
     def baseline_j(self) -> float:
@@ -60,18 +68,16 @@ class Workload:
         return inference_energy(self.energy.v_nominal, self.macs, self.cycles, 0, 0.0, self.energy,
                                 self.array)["total"]
 
-    def costs(self, volts: float, protected_bits: int, replays: float,
-              replays_by_layer: Optional[Dict[str, float]] = None) -> Costs:
-        """At ``volts`` (V) with ``protected_bits`` Razor bits and ``replays``
-        corrected errors per image (``replays_by_layer``: the same per layer,
-        when known)."""
-        if replays_by_layer is None:
-            overhead = replays * self.array.replay_cycles / self.cycles if self.cycles else 0.0
-        else:
-            overhead = latency_overhead(self.base_cycles, replays_by_layer, self.array)[1]
+    def costs(self, volts: float, protected_bits: int, replays_by_layer: Dict[str, float]) -> Costs:
+        """At ``volts`` (V) with ``protected_bits`` Razor bits and
+        ``replays_by_layer`` corrected errors per image per layer (the
+        stalls they cost depend on how they spread over the layers)."""
+        _, overhead = latency_overhead(self.base_cycles, replays_by_layer, self.array)
+        _, bound = latency_overhead(self.base_cycles, replays_by_layer, self.array, coalesce=False)
+        replays = sum(replays_by_layer.values())
         e = inference_energy(volts, self.macs, self.cycles, protected_bits, replays, self.energy,
-                             self.array)
-        return Costs(latency_overhead=overhead, energy_j=e["total"],
+                             self.array, stall_cycles=overhead * self.cycles)
+        return Costs(latency_overhead=overhead, latency_overhead_bound=bound, energy_j=e["total"],
                      energy_saving=1.0 - e["total"] / self.baseline_j,
                      energy_dynamic_j=e["dynamic"], energy_leakage_j=e["leakage"],
                      energy_razor_j=e["razor"], energy_replay_j=e["replay"])

@@ -5,7 +5,9 @@ E(V, mask) = MACs * e_mac(V) * (1 + r * n)          dynamic, the MACs done
            + P_leak(V) * (1 + r * n) * t            leakage of all R*C PEs
            + replays * e_mac(V)                     each replay redoes a MAC
 with n the number of protected accumulator bits, r the Razor cost of one
-protected bit as a fraction of a PE's energy, t = (base + replay cycles) / f.
+protected bit as a fraction of a PE's energy, t = (base + stall cycles) / f
+(stalls: see :mod:`pyvs.latency`; errors of one cycle share one stall, but
+each corrected error still redoes its MAC).
 
 - e_mac(V) = e_mac_nom * (V / V_nom)^2 (dynamic energy C V^2 per switching
   event; the activity is folded into e_mac_nom, an average per MAC).
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Optional
 
 from .accumulator import MAX_BITS
 from .checks import integer, number
@@ -83,18 +86,19 @@ class EnergyParams:
 
 def inference_energy(volts: float, macs: float, base_cycles: float, protected_bits: int = 0,
                      replays: float = 0.0, params: EnergyParams = EnergyParams(),
-                     array: ArrayConfig = ArrayConfig()) -> dict:
+                     array: ArrayConfig = ArrayConfig(), stall_cycles: Optional[float] = None) -> dict:
     """Energy of one inference, joules, by component.
 
     Args: volts (V); macs (MACs per inference); base_cycles (cycles without
     replays); protected_bits (Razor-protected accumulator bits, 0..32);
-    replays (corrected errors per inference, each ``array.replay_cycles`` long).
-    Returns a dict: dynamic, leakage, replay, razor (the part of dynamic and
+    replays (corrected errors per inference); stall_cycles (cycles the array
+    is held for them; default one stall of ``array.replay_cycles`` per
+    error, the upper bound). Returns a dict: dynamic, leakage, replay, razor (the part of dynamic and
     leakage due to protection), total (J), and cycles."""
     number(volts, "volts", positive=True)
     integer(protected_bits, "protected_bits", 0, MAX_BITS)
     razor = params.razor_bit_fraction * protected_bits
-    cycles = base_cycles + replays * array.replay_cycles
+    cycles = base_cycles + (replays * array.replay_cycles if stall_cycles is None else stall_cycles)
     dyn = macs * params.e_mac(volts)
     leak = params.leak_power_array(volts, array) * cycles / (array.freq_ghz * 1e9)
     replay = replays * params.e_mac(volts)

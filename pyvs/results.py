@@ -18,7 +18,7 @@ import io
 import json
 import os
 import warnings
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
@@ -54,7 +54,9 @@ class PointResult:
     corrected: int              # timing errors Razor corrected (replays)
     injected_per_image: float
     corrected_per_image: float
-    latency_overhead: float     # replay cycles / base cycles
+    corrected_per_layer: Dict[str, float]  # layer name -> corrected errors per image
+    latency_overhead: float     # stall cycles / base cycles (errors of one cycle share its stall)
+    latency_overhead_bound: float  # one stall per corrected error: the upper bound
     energy_j: float
     energy_saving: float        # 1 - energy / energy at the nominal voltage without protection
     energy_dynamic_j: float
@@ -95,7 +97,7 @@ class PointResult:
     @classmethod
     def from_csv(cls, d: dict) -> "PointResult":
         """A row from its results.csv cells (text)."""
-        parse = {"int": int, "float": float, "str": str, "list": json.loads}
+        parse = {"int": int, "float": float, "str": str, "list": json.loads, "dict": json.loads}
         try:
             return cls.from_dict({k: parse[_KINDS[k]](d[k]) for k in FIELDS})
         except (KeyError, TypeError, ValueError) as e:
@@ -103,13 +105,15 @@ class PointResult:
 
 
 FIELDS = [f.name for f in dataclasses.fields(PointResult)]
-_KINDS = {f.name: {"float": "float", "int": "int", "str": "str"}.get(f.type, "list")
+_KINDS = {f.name: {"float": "float", "int": "int", "str": "str", "List[int]": "list"}.get(f.type, "dict")
           for f in dataclasses.fields(PointResult)}
 
 
 def _is(value, kind: str) -> bool:
     if kind == "list":
         return isinstance(value, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in value)
+    if kind == "dict":
+        return isinstance(value, dict) and all(isinstance(k, str) and _is(x, "float") for k, x in value.items())
     if kind == "str":
         return isinstance(value, str)
     ok = (int, float) if kind == "float" else (int,)
@@ -121,7 +125,7 @@ def _csv(rows: List[PointResult]) -> str:
     writer = csv.DictWriter(buf, fieldnames=FIELDS)
     writer.writeheader()
     for r in rows:
-        writer.writerow({k: (json.dumps(v) if isinstance(v, list) else v)
+        writer.writerow({k: (json.dumps(v) if isinstance(v, (list, dict)) else v)
                          for k, v in dataclasses.asdict(r).items()})
     return buf.getvalue()
 

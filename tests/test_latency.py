@@ -1,7 +1,10 @@
 """Cycle counts of the weight-stationary array and the latency of replays."""
-import pytest
+import math
 
-from pyvs.latency import ArrayConfig, gemm_cycles, latency_overhead, model_cycles
+import pytest
+import torch
+
+from pyvs.latency import ArrayConfig, gemm_cycles, latency_overhead, model_cycles, stalls
 
 
 def cycles_by_hand(M, K, N, G, R, C, load=True):
@@ -51,6 +54,31 @@ def test_latency_overhead():
     base = model_cycles({"a": (1, 10, 6, 5), "b": (2, 4, 3, 3)}, ArrayConfig(rows=4, cols=4))
     per_layer, total = latency_overhead(base, {}, ArrayConfig(rows=4, cols=4))
     assert total == 0 and all(v == 0 for v in per_layer.values())
-    per_layer, total = latency_overhead(base, {"a": 8.0}, ArrayConfig(rows=4, cols=4, replay_cycles=2))
+    two = ArrayConfig(rows=4, cols=4, replay_cycles=2)
+    per_layer, total = latency_overhead(base, {"a": 8.0}, two, coalesce=False)
     assert per_layer["a"] == 16 / base["a"] and per_layer["b"] == 0
     assert total == 16 / (base["a"] + base["b"])
+    # Coalesced: 8 errors over a's 80 cycles fill 80 (1 - e^-0.1) = 7.61 cycles on average.
+    per_layer, total = latency_overhead(base, {"a": 8.0}, two)
+    assert per_layer["a"] == pytest.approx(2 * 80 * (1 - math.exp(-0.1)) / 80, rel=1e-12)
+    assert total == pytest.approx(2 * 80 * (1 - math.exp(-0.1)) / (base["a"] + base["b"]), rel=1e-12)
+    with pytest.raises(ValueError, match="layers the workload does not have"):
+        latency_overhead(base, {"c": 1.0})
+
+
+@pytest.mark.parametrize("errors", [10, 300, 1000, 5000])
+def test_stalls_count_the_cycles_errors_fall_in(errors):
+    """Errors thrown independently and uniformly into a layer's cycles: the
+    cycles that hold at least one (one stall each) average
+    C (1 - (1 - 1/C)^E), which the Poisson form approximates within a
+    relative 1/(2C) (the exponents differ by E / (2 C^2))."""
+    C, trials = 1000, 400
+    gen = torch.Generator().manual_seed(7)
+    hit = torch.zeros(trials)
+    for t in range(trials):
+        hit[t] = torch.unique(torch.randint(0, C, (errors,), generator=gen)).numel()
+    exact = C * (1 - (1 - 1 / C) ** errors)
+    sd = float(hit.std()) / math.sqrt(trials)
+    assert abs(float(hit.mean()) - exact) < 5 * sd + 1e-9
+    assert stalls(C, errors) == pytest.approx(exact, rel=1 / C)
+    assert stalls(C, errors, coalesce=False) == errors and stalls(C, errors) <= errors

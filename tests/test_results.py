@@ -13,7 +13,8 @@ def row(voltage=0.5, strategy="none", seed=0, **kw):
     base = dict(voltage=voltage, strategy=strategy, seed=seed, protect="0x00000000", protected_bits=0, n=10,
                 top1=0.5, top1_lo=0.2, top1_hi=0.8, top5=0.9, top5_lo=0.6, top5_hi=0.98, agree=0.9,
                 agree_lo=0.6, agree_hi=0.98, top1_loss=0.0, agree_loss=0.1, injected=3, corrected=0,
-                injected_per_image=0.3, corrected_per_image=0.0, latency_overhead=0.0, energy_j=1e-4,
+                injected_per_image=0.3, corrected_per_image=0.0, corrected_per_layer={}, latency_overhead=0.0,
+                latency_overhead_bound=0.0, energy_j=1e-4,
                 energy_saving=0.7, energy_dynamic_j=8e-5, energy_leakage_j=2e-5, energy_razor_j=0.0,
                 energy_replay_j=0.0, max_p=1e-3, injected_per_bit=[0] * 31 + [3],
                 corrected_per_bit=[0] * 32, evaluations=1, seconds=1.5)
