@@ -36,16 +36,32 @@ class UserError(Exception):
 
 # ---- argument checks, all made before anything is loaded ----------------------
 
-def _timing_args(p: argparse.ArgumentParser) -> None:
+def _timing_args(p: argparse.ArgumentParser, with_model: bool) -> None:
+    """The timing model's options; ``with_model``: the command runs a model,
+    so the default 'event' model can capture its operands."""
+    from .timing import DEFAULT_MODEL, NAMED_MODELS
+    names = [n for n in NAMED_MODELS if with_model or n != "event"]
+    default = DEFAULT_MODEL if with_model else "event-uniform"
+    p.add_argument("--timing-model", choices=names, default=default,
+                   help="; ".join(f"{n}: {NAMED_MODELS[n]}" for n in names) + f" (default: {default})")
     for name, text in _TIMING_OPTIONS:
         p.add_argument("--" + name.replace("_", "-"), type=float, default=None, help=text)
+    if with_model:
+        p.add_argument("--calibration-images", type=int, default=32,
+                       help="'event': images whose operand pairs are captured (default: 32)")
+        p.add_argument("--pairs-per-layer", type=int, default=4096,
+                       help="'event': operand pairs kept per layer (default: 4096)")
 
 
 def _timing_options(args: argparse.Namespace) -> dict:
-    """The timing model's options from the command line, checked."""
-    from .timing import TimingOptions
+    """The timing model's options from the command line, checked (the
+    technology overrides; the model is args.timing_model)."""
+    from .timing import TimingOptions, named_model
     opts = {name: getattr(args, name) for name, _ in _TIMING_OPTIONS if getattr(args, name) is not None}
-    TimingOptions.from_kwargs(opts)  # raises on a bad value
+    TimingOptions.from_kwargs(named_model(args.timing_model, opts))  # raises on a bad value
+    for name in ("calibration_images", "pairs_per_layer"):
+        if hasattr(args, name):
+            integer(getattr(args, name), "--" + name.replace("_", "-"), 2 if name == "calibration_images" else 1)
     return opts
 
 
@@ -166,10 +182,12 @@ def _timing(args: argparse.Namespace) -> int:
         _writable_file(args.out, "--out")
     if args.plot:
         _writable_file(args.plot, "--plot", _PLOT_FORMATS)
-    table = timing.make_table(voltages, args.freq, args.acc_bits, **_timing_options(args))
+    table = timing.make_table(voltages, args.freq, args.acc_bits,
+                              **timing.named_model(args.timing_model, _timing_options(args)))
     tech = table.params["tech"]
-    print(f"P(bit b of one MAC's {table.acc_bits}-bit accumulator misses the clock), "
-          f"{table.freq_ghz} GHz; Vth={tech['vth']} V, alpha={tech['alpha']}, "
+    what = "is captured wrong" if args.timing_model.startswith("event") else "misses the clock"
+    print(f"P(bit b of one MAC's {table.acc_bits}-bit accumulator {what}), {table.freq_ghz} GHz, "
+          f"{args.timing_model} model; Vth={tech['vth']} V, alpha={tech['alpha']}, "
           f"guard-band={tech['guard_band']}, sigma_gate={tech['sigma_gate']}, uniform operands")
     print("bit " + " ".join(f"{v:>8.2f}V" for v in table.voltages))
     p = table.tensor()
@@ -220,12 +238,12 @@ def _run(args: argparse.Namespace) -> int:
     at one voltage; prints accuracies, golden agreement, error counts and costs."""
     from . import timing
     from .accumulator import describe_mask
-    from .experiment import Experiment
+    from .experiment import Experiment, per_bit_max
     from .latency import ArrayConfig
     from .ops import seed64
 
     _check_model_args(args)
-    p = timing.error_probabilities([args.voltage], args.freq, args.acc_bits, **args.timing_options)[0]
+    timing.check_voltages([args.voltage], timing.TimingOptions.from_kwargs(args.timing_options).tech)
     protect = _protect_mask(args)
     seed64(args.seed)
     if args.json:
@@ -239,12 +257,16 @@ def _run(args: argparse.Namespace) -> int:
         print(f"int8 MobileNetV2 on a {args.rows}-row systolic array, {args.acc_bits}-bit accumulators; "
               f"{n} images from {args.data}; device {args.device}"
               + (f" on each of {world.size} ranks" if world.size > 1 else ""))
+    table = exp.error_table([args.voltage], args.freq, args.timing_model, args.timing_options,
+                            args.calibration_images, args.pairs_per_layer)
+    p = table.rates(args.voltage)
     r = exp.point(args.voltage, p, protect, args.seed, "run")
     if not world.is_main:
         return 0
     clean = exp.golden.clean
-    erring = [b for b in range(args.acc_bits) if p[b] > 0]
-    print(f"timing model at {args.voltage} V, {args.freq} GHz: bits {erring[0] if erring else '-'}"
+    erring = [b for b in range(args.acc_bits) if per_bit_max(p)[b] > 0]
+    print(f"{args.timing_model} timing model at {args.voltage} V, {args.freq} GHz: "
+          f"bits {erring[0] if erring else '-'}"
           f"..{erring[-1] if erring else '-'} err, max P = {r.max_p:.2e} per MAC; "
           f"protected bits: {describe_mask(protect)}")
     print(f"clean   top-1 {_fmt(clean['top1'], clean['top1_lo'], clean['top1_hi'])}  "
@@ -255,7 +277,8 @@ def _run(args: argparse.Namespace) -> int:
     print(f"golden agreement (top-1) {_fmt(r.agree, r.agree_lo, r.agree_hi)}")
     print(f"errors: {r.injected} injected, {r.corrected} corrected (Razor replays)")
     _print_counts(r.injected_per_bit, r.corrected_per_bit)
-    print(f"latency overhead {100 * r.latency_overhead:.3g} %, energy saving {100 * r.energy_saving:.1f} % "
+    print(f"latency overhead {100 * r.latency_overhead:.3g} % (one stall per error: "
+          f"{100 * r.latency_overhead_bound:.3g} %), energy saving {100 * r.energy_saving:.1f} % "
           f"against {exp.workload.energy.v_nominal} V (one image per weight load, {args.freq} GHz)")
     if args.json:
         from .files import atomic_write
@@ -312,7 +335,9 @@ def _sweep(args: argparse.Namespace) -> int:
     try:
         rows = sweep(model, batches, args.out, voltages, strategies, seeds, freq_ghz=args.freq,
                      acc_bits=args.acc_bits, budget=args.budget / 100.0, array=array,
-                     timing_options=args.timing_options, device=args.device,
+                     timing_options=args.timing_options, timing_model=args.timing_model,
+                     calibration_images=args.calibration_images, pairs_per_layer=args.pairs_per_layer,
+                     device=args.device,
                      meta={"model": "mobilenet_v2_int8", "data": os.path.abspath(args.data),
                            "weights": os.path.abspath(args.weights) if args.weights else "torchvision"},
                      world=world, first_image=first)
@@ -329,6 +354,89 @@ def _sweep(args: argparse.Namespace) -> int:
     if not args.no_report:
         return _report(argparse.Namespace(results=args.out, latency_limit=args.latency_limit))
     return 0
+
+
+def _slack(args: argparse.Namespace) -> int:
+    """Guard-band x voltage: latency overhead with every erring bit
+    protected, the lowest voltage per guard-band within the budgets, and the
+    guard-band the paper's 0.5 V / 0.001 % point implies."""
+    from . import slack
+    from .experiment import Experiment
+    from .latency import ArrayConfig
+    from .sweep import check_writable
+
+    _check_model_args(args)
+    if args.timing_model != "event":
+        raise UserError("pyvs slack maps the event-driven model on captured operands: use --timing-model event")
+    gbs = _numbers(args.guard_bands, "--guard-bands")
+    if any(g < 0 for g in gbs):
+        raise UserError(f"--guard-bands must be >= 0, got {args.guard_bands}")
+    voltages = _grid(args.vmin, args.vmax, args.step)
+    from .timing import TimingOptions, check_voltages, named_model
+    options = TimingOptions.from_kwargs(named_model("event", args.timing_options))
+    check_voltages(voltages, options.tech)
+    latency = number(args.latency_budget, "--latency-budget (%)", minimum=0.0) / 100.0
+    world = _world(args)
+    world.on_main(lambda: check_writable(args.out))
+    model, batches, first = _model_and_data(args, args.limit, world)
+    exp = Experiment(model, batches, array=ArrayConfig(rows=args.rows, freq_ghz=args.freq), device=args.device,
+                     progress=world.is_main, world=world, first_image=first)
+    top1 = number(args.top1_budget, "--top1-budget (points)", minimum=0.0) / 100.0
+    below = integer(args.below, "--below", 1)
+    timing = exp.layer_timing(options, args.calibration_images, args.pairs_per_layer)
+    m = slack.slack_map(timing, exp.workload, gbs, voltages, args.freq)
+    implied = slack.implied_guard_band(timing, exp.workload, args.freq)
+    evaluated = _slack_evaluate(args, model, batches, first, world, m, latency, top1, below) if args.evaluate else None
+    if world.is_main:
+        _slack_outputs(args, m, slack.summary_rows(m, latency, top1, evaluated), implied, latency, options)
+    return 0
+
+
+def _slack_evaluate(args, model, batches, first, world, m, latency: float, top1: float, below: int) -> dict:
+    """The 'auto' strategy measured at the ``below`` grid voltages under each
+    guard-band's frontier, one resumable sweep per guard-band."""
+    from .latency import ArrayConfig
+    from .sweep import sweep
+    evaluated = {}
+    for g, low in zip(m.guard_bands, m.lowest_voltage(latency)):
+        volts = [v for v in m.voltages if low is not None and v < low][-below:]
+        if not volts:
+            continue
+        evaluated[g] = sweep(model, batches, os.path.join(args.out, f"gb{g:g}"), volts, ["auto"],
+                             freq_ghz=args.freq, acc_bits=args.acc_bits, budget=top1,
+                             array=ArrayConfig(rows=args.rows, freq_ghz=args.freq),
+                             timing_options=dict(args.timing_options, guard_band=g), timing_model="event",
+                             calibration_images=args.calibration_images, pairs_per_layer=args.pairs_per_layer,
+                             device=args.device, progress=world.is_main, world=world, first_image=first,
+                             meta={"model": "mobilenet_v2_int8", "data": os.path.abspath(args.data)})
+    return evaluated
+
+
+def _slack_outputs(args, m, summary, implied, latency: float, options) -> None:
+    from .files import atomic_write
+    from .plots import slack_heatmap
+    from .slack import PAPER_POINT
+    lowest = [r["lowest_v_all_protected"] for r in summary]
+    print(f"lowest voltage with latency overhead <= {100 * latency:g} %; 'all': every erring bit protected "
+          f"(outputs = the fault-free run's, so any top-1 budget holds); 'auto': measured on {args.limit} images "
+          f"within {args.top1_budget} points of top-1; {args.freq} GHz, event model on "
+          f"{args.calibration_images} calibration images")
+    print(f"{'guard-band':>10} {'all':>6} {'overhead':>10} {'auto':>6}")
+    for i, r in enumerate(summary):
+        v = r["lowest_v_all_protected"]
+        at = f"{100 * m.overhead[i, m.voltages.index(v)]:.3g} %" if v is not None else "-"
+        auto = r.get("lowest_v_auto", "n/a") if args.evaluate else "-"
+        print(f"{r['guard_band']:>10.3g} {v if v is not None else '-':>6} {at:>10} {str(auto):>6}")
+    print(f"the paper's {PAPER_POINT[0]} V at {100 * PAPER_POINT[1]:g} % latency overhead implies a guard-band of "
+          + (f"{implied:.3f}" if implied is not None else "more than 4") + f" (default {options.tech.guard_band})")
+    doc = {"latency_budget": latency, "freq_ghz": args.freq, "timing": options.describe(),
+           "calibration_images": args.calibration_images, "pairs_per_layer": args.pairs_per_layer,
+           "top1_budget": args.top1_budget / 100.0, "summary": summary,
+           "paper_point": list(PAPER_POINT), "implied_guard_band": implied,
+           "map": m.as_dict()}
+    atomic_write(os.path.join(args.out, "slack.json"), json.dumps(doc, indent=1))
+    slack_heatmap(m, latency, lowest, implied, os.path.join(args.out, "slack.png"))
+    print(f"wrote {args.out}/slack.json, {args.out}/slack.png")
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -357,7 +465,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, default=50, help="images per batch (default: 50)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    _timing_args(p)
+    _timing_args(p, with_model=True)
 
 
 def _demo_parser(sub) -> None:
@@ -382,7 +490,7 @@ def _timing_parser(sub) -> None:
     t.add_argument("--step", type=float, default=0.05, help="voltage step, V (default: 0.05)")
     t.add_argument("--freq", type=float, default=0.7, help="clock frequency, GHz (default: 0.7)")
     t.add_argument("--acc-bits", type=int, default=32, help="accumulator width, bits (default: 32)")
-    _timing_args(t)
+    _timing_args(t, with_model=False)
     t.add_argument("--out", default="error_table.json", metavar="JSON",
                    help="table file to write (default: error_table.json; '' to skip)")
     t.add_argument("--plot", default="error_table.png", metavar="PNG",
@@ -427,6 +535,29 @@ def _sweep_parser(sub) -> None:
     sw.set_defaults(func=_sweep)
 
 
+def _slack_parser(sub) -> None:
+    sl = sub.add_parser("slack", help="guard-band x voltage: where errors begin and what they cost")
+    _model_args(sl)
+    sl.set_defaults(limit=32)
+    sl.add_argument("--out", default="slack", help="output folder (default: slack)")
+    sl.add_argument("--guard-bands", default="0,0.05,0.1,0.2,0.3,0.5,0.75,1,1.5",
+                    help="comma-separated timing margins at 0.9 V, fractions of the worst path "
+                         "(default: 0,0.05,0.1,0.2,0.3,0.5,0.75,1,1.5)")
+    sl.add_argument("--vmin", type=float, default=0.4, help="lowest voltage, V (default: 0.4)")
+    sl.add_argument("--vmax", type=float, default=0.9, help="highest voltage, V (default: 0.9)")
+    sl.add_argument("--step", type=float, default=0.01, help="voltage step, V (default: 0.01)")
+    sl.add_argument("--latency-budget", type=float, default=0.001,
+                    help="latency overhead budget, %% (default: 0.001, the paper's)")
+    sl.add_argument("--top1-budget", type=float, default=0.3,
+                    help="top-1 loss budget of --evaluate, points (default: 0.3)")
+    sl.add_argument("--evaluate", action="store_true",
+                    help="also measure the 'auto' strategy below each guard-band's frontier on --limit "
+                         "images (one resumable sweep per guard-band in OUT/gbG)")
+    sl.add_argument("--below", type=int, default=2,
+                    help="--evaluate: grid voltages under the frontier to measure (default: 2)")
+    sl.set_defaults(func=_slack)
+
+
 def _report_parser(sub) -> None:
     rp = sub.add_parser("report", help="plots and a Markdown table from a sweep's results folder")
     rp.add_argument("results", help="results folder of pyvs sweep")
@@ -442,7 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"pyvs {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_demo_parser, _timing_parser, _run_parser, _sweep_parser, _report_parser):
+    for add in (_demo_parser, _timing_parser, _run_parser, _sweep_parser, _slack_parser, _report_parser):
         add(sub)
     return parser
 

@@ -7,10 +7,12 @@ Strategies (``pyvs sweep --strategies``):
   0xMASK      an explicit bit mask (e.g. 0xff000000)
   auto        the cheapest mask that meets the accuracy budget (below)
 
-The automatic search, for one voltage (per-bit probabilities p_b):
-1. Rank the bits that can err by their expected error magnitude per MAC,
-   p_b * 2^b: a flip of bit b moves the accumulator by 2^b, so with equal
-   rates the high bits matter most, and a bit that never errs needs no Razor.
+The automatic search, for one voltage (e_b: the expected errors of bit b
+per image, the per-bit probabilities times each layer's MACs, summed over
+the layers):
+1. Rank the bits that can err by their expected error magnitude, e_b * 2^b:
+   a flip of bit b moves the accumulator by 2^b, so with equal rates the
+   high bits matter most, and a bit that never errs needs no Razor.
 2. Protecting the top-k of that ranking costs more energy (Razor bits) and
    more latency (replays) as k grows, and accuracy improves with k; so find
    the smallest k that meets the budget by binary search over k, each step
@@ -57,9 +59,11 @@ def parse_strategy(name: str, acc_bits: int) -> Optional[int]:
     raise ValueError(f"unknown strategy {name!r}: use none, all, msbN, 0xMASK or auto")
 
 
-def bit_ranking(p_bits: torch.Tensor) -> List[int]:
-    """Bits with p_b > 0, most harmful first (p_b * 2^b, ties to the higher bit)."""
-    p = p_bits.tolist()
+def bit_ranking(rates: torch.Tensor) -> List[int]:
+    """Bits with a rate e_b > 0 (float64 [W]: per-bit probabilities or
+    expected errors per image), most harmful first (e_b * 2^b, ties to the
+    higher bit)."""
+    p = rates.tolist()
     erring = [b for b in range(len(p)) if p[b] > 0]
     return sorted(erring, key=lambda b: (p[b] * 2.0 ** b, b), reverse=True)
 
@@ -70,15 +74,15 @@ def meets_budget(row, clean_top1: float, budget: float) -> bool:
     return (1.0 - row.agree) <= budget + 1e-12 and (clean_top1 - row.top1) <= budget + 1e-12
 
 
-def auto_select(evaluate_mask: Callable, p_bits: torch.Tensor, clean_top1: float,
+def auto_select(evaluate_mask: Callable, rates: torch.Tensor, clean_top1: float,
                 budget: float) -> Tuple[int, list]:
     """The smallest top-k mask of :func:`bit_ranking` that meets the budget.
 
     evaluate_mask(mask) -> a result (with ``agree`` and ``top1``) runs one
-    evaluation. Returns (mask, [(mask, result) for every evaluation made])."""
+    evaluation; rates: float64 [W], see :func:`bit_ranking`. Returns (mask, [(mask, result) for every evaluation made])."""
     if budget < 0:
         raise ValueError(f"the accuracy-loss budget must be >= 0, got {budget}")
-    ranking = bit_ranking(p_bits)
+    ranking = bit_ranking(rates)
     mask_of = lambda k: sum(1 << b for b in ranking[:k])  # noqa: E731
     tried: list = []
     cache = {}

@@ -26,12 +26,12 @@ import torch
 from tqdm import tqdm
 
 from . import timing
-from .checks import number
+from .checks import integer, number
 from .costs import Workload
 from .distributed import SHARD_RULE, World
 from .energy import EnergyParams
-from .experiment import Experiment, Golden, model_width
-from .nn.layers import systolic_layers
+from .experiment import Experiment, Golden, Rates, per_bit_max
+from .nn.layers import model_width, systolic_layers
 from .latency import ArrayConfig
 from .results import PointResult, load_golden, load_results, save_golden, write_meta, write_results
 from .strategies import auto_select, parse_strategy
@@ -43,8 +43,8 @@ FULL_GRID = {"voltages": [round(0.50 + 0.01 * i, 3) for i in range(41)],
              "strategies": ["none", "msb4", "msb8", "all", "auto"], "seeds": [0, 1, 2]}
 
 # meta.json entries that must match for a folder to be resumed.
-_SAME_SWEEP = ("n_images", "freq_ghz", "acc_bits", "budget", "array", "energy", "timing_options", "model",
-               "data_sha256", "model_sha256")
+_SAME_SWEEP = ("n_images", "freq_ghz", "acc_bits", "budget", "array", "energy", "timing_options",
+               "timing_model", "calibration", "model", "data_sha256", "model_sha256")
 
 
 def fingerprint_batches(batches, world: World = World()) -> str:
@@ -118,16 +118,17 @@ def _golden(out_dir: str, meta: dict) -> Optional[Golden]:
     return Golden(g["pred"], g["clean"], shapes)
 
 
-def _probabilities(out_dir: str, volts: List[float], freq_ghz: float, acc_bits: int,
-                   timing_options: dict, probabilities, world: World) -> Dict[float, torch.Tensor]:
-    """Per-bit probabilities of each voltage, float64 [W]: the timing model's
-    (its table saved in the folder) or those of ``probabilities``."""
+def _rates(exp: Experiment, out_dir: str, volts: List[float], freq_ghz: float, timing_model: str,
+           timing_options: dict, calibration: dict, probabilities) -> Dict[float, Rates]:
+    """What the op takes at each voltage (per-bit probabilities, float64
+    [W], or one such row per layer): the timing model's (its table saved in
+    the folder, by rank 0) or those of ``probabilities``."""
     if probabilities is not None:
         pt = probabilities(volts)
         return {v: pt[i].to(torch.float64) for i, v in enumerate(volts)}
-    table = timing.make_table(sorted(volts), freq_ghz, acc_bits, **timing_options)
-    world.on_main(lambda: timing.save_table(table, os.path.join(out_dir, "error_table.json")))
-    return {v: table.p_bits(v) for v in volts}
+    table = exp.error_table(volts, freq_ghz, timing_model, timing_options, **calibration)
+    exp.world.on_main(lambda: timing.save_table(table, os.path.join(out_dir, "error_table.json")))
+    return {v: table.rates(v) for v in volts}
 
 
 def _auto_point(exp: Experiment, v: float, p: torch.Tensor, seed: int, budget: float,
@@ -137,7 +138,7 @@ def _auto_point(exp: Experiment, v: float, p: torch.Tensor, seed: int, budget: f
     def trial(mask):
         search.append(exp.point(v, p, mask, seed, "auto-search"))
         return search[-1]
-    mask, tried = auto_select(trial, p, exp.golden.clean["top1"], budget)
+    mask, tried = auto_select(trial, exp.expected_events(p), exp.golden.clean["top1"], budget)
     if not tried:
         return exp.point(v, p, mask, seed, "auto")
     chosen = next(r for m, r in reversed(tried) if m == mask)
@@ -149,7 +150,9 @@ def sweep(model: torch.nn.Module, batches, out_dir: str, voltages: Sequence[floa
           strategies: Sequence[str] = ("none", "all", "auto"), seeds: Sequence[int] = (0,),
           freq_ghz: float = 0.7, acc_bits: int = 32, budget: float = 0.003,
           array: Optional[ArrayConfig] = None, energy: EnergyParams = EnergyParams(),
-          timing_options: Optional[dict] = None, device: str = "cpu", progress: bool = True,
+          timing_options: Optional[dict] = None, timing_model: str = timing.DEFAULT_MODEL,
+          calibration_images: int = 32, pairs_per_layer: int = 4096,
+          device: str = "cpu", progress: bool = True,
           meta: Optional[dict] = None,
           probabilities: Optional[Callable[[List[float]], torch.Tensor]] = None,
           world: World = World(), first_image: int = 0) -> List[PointResult]:
@@ -163,7 +166,11 @@ def sweep(model: torch.nn.Module, batches, out_dir: str, voltages: Sequence[floa
         freq_ghz: GHz; acc_bits: bits; budget: accuracy-loss budget of 'auto'
             (fraction: 0.003 = 0.3 points).
         array, energy: latency and energy model parameters.
-        timing_options: keyword options of :func:`pyvs.timing.error_probabilities`.
+        timing_options: technology overrides and seed of the timing model
+            (see :class:`pyvs.timing.TimingOptions`).
+        timing_model: a name of :data:`pyvs.timing.NAMED_MODELS`; 'event'
+            (the default) captures operand pairs per layer from the model on
+            the first ``calibration_images`` images, ``pairs_per_layer`` each.
         meta: extra entries for meta.json (e.g. the model and data it ran on).
         probabilities: replaces the timing model (voltages -> float64 [V, W]),
             for studies with hand-made error rates.
@@ -173,7 +180,9 @@ def sweep(model: torch.nn.Module, batches, out_dir: str, voltages: Sequence[floa
     """
     timing_options = dict(timing_options or {})
     array = array or ArrayConfig(freq_ghz=freq_ghz)
-    tech = timing.TimingOptions.from_kwargs(timing_options).tech
+    tech = timing.TimingOptions.from_kwargs(timing.named_model(timing_model, timing_options)).tech
+    calibration = {"calibration_images": integer(calibration_images, "calibration images", 1),
+                   "pairs_per_layer": integer(pairs_per_layer, "pairs per layer", 1)}
     volts = check_grid(voltages, strategies, budget, acc_bits, tech)
     seeds = [int(s) for s in seeds]
     if not seeds:
@@ -185,12 +194,14 @@ def sweep(model: torch.nn.Module, batches, out_dir: str, voltages: Sequence[floa
               "acc_bits": acc_bits, "budget": budget, "n_images": sum(world.gather(sum(len(y) for _, y in batches))),
               "data_sha256": fingerprint_batches(batches, world), "model_sha256": fingerprint_model(model),
               "array": vars(array).copy(), "energy": vars(energy).copy(), "timing_options": timing_options,
+              "timing_model": "custom probabilities" if probabilities else timing_model,
+              "calibration": calibration if timing_model == "event" and not probabilities else {},
               **(meta or {})}
     world.check_same("sweep settings or model", config)
     rows, search, old_meta, golden = world.on_main(lambda: _open_folder(out_dir, config))
     exp = Experiment(model, batches, array=array, energy=energy, device=device, progress=progress,
                      golden=golden, world=world, first_image=first_image)
-    p_of = _probabilities(out_dir, volts, freq_ghz, acc_bits, timing_options, probabilities, world)
+    p_of = _rates(exp, out_dir, volts, freq_ghz, timing_model, timing_options, calibration, probabilities)
     world.on_main(lambda: (save_golden(out_dir, dataclasses.asdict(exp.golden)), write_meta(
         out_dir, dict(config, world={"size": world.size, "shards": SHARD_RULE},
                       **_workload_meta(exp.golden, exp.workload)))))
@@ -219,7 +230,7 @@ def _evaluations_ahead(exp: Experiment, pending, p_of) -> int:
     total, keys = 0, set()
     for v, strategy, seed in pending:
         mask = parse_strategy(strategy, exp.acc_bits)
-        erring = int((p_of[v] > 0).sum())
+        erring = int((per_bit_max(p_of[v]) > 0).sum())
         if not erring:
             continue
         if mask is None:
@@ -258,12 +269,12 @@ def _run_points(exp: Experiment, out_dir: str, rows: List[PointResult], search: 
 
 def rescore(out_dir: str, array: ArrayConfig, energy: EnergyParams = EnergyParams()) -> List[PointResult]:
     """The rows of a finished sweep with latency and energy recomputed for
-    another array or energy model, from the measured replays per image and
-    the layers' GEMM shapes (accuracy is unchanged: the events do not depend
-    on these models). Nothing is written."""
+    another array or energy model, from the measured replays per image per
+    layer and the layers' GEMM shapes (accuracy is unchanged: the events do
+    not depend on these models). Nothing is written."""
     rows, _, meta = load_results(out_dir)
     if not rows or "layers" not in meta:
         raise ValueError(f"{out_dir!r} holds no finished sweep")
     work = Workload({n: tuple(s) for n, s in meta["layers"].items()}, array, energy)
     return [dataclasses.replace(r, **dataclasses.asdict(
-                work.costs(r.voltage, r.protected_bits, r.corrected_per_image))) for r in rows]
+                work.costs(r.voltage, r.protected_bits, r.corrected_per_layer))) for r in rows]

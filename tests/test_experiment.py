@@ -35,7 +35,13 @@ def test_point_fields_follow_from_the_evaluation():
     assert r.corrected == r.corrected_per_bit[30] > 0 and r.injected == sum(r.injected_per_bit) > 0
     assert r.corrected_per_image == r.corrected / 24 and r.injected_per_image == r.injected / 24
     work = Workload(exp.golden.shapes, ArrayConfig(rows=16))
-    assert r.latency_overhead == pytest.approx(r.corrected_per_image / work.cycles)
+    assert sum(r.corrected_per_layer.values()) == pytest.approx(r.corrected_per_image)
+    assert r.latency_overhead_bound == pytest.approx(r.corrected_per_image / work.cycles)
+    # Errors of one cycle share its stall: each layer's errors, Poisson over its cycles.
+    stalls = sum(c * (1 - math.exp(-r.corrected_per_layer[n] / c)) for n, c in work.base_cycles.items()
+                 if n in r.corrected_per_layer)
+    assert r.latency_overhead == pytest.approx(stalls / work.cycles, rel=1e-12)
+    assert r.latency_overhead < r.latency_overhead_bound
     assert r.top1_loss == pytest.approx(exp.golden.clean["top1"] - r.top1)
     assert r.agree_loss == pytest.approx(1 - r.agree) and r.max_p == 2e-3
 
@@ -84,7 +90,7 @@ def test_mobilenet_v2_logits_and_counts_on_the_gpu_equal_the_cpu():
     from pyvs.nn import FaultConfig, Probe, forward_pass, set_faults
     batches = data.decoded(data.imagenet_dataset(str(DATA), 36), 12)
     model = pyvs.convert(models.mobilenet_v2_int8(str(INT8)))
-    p = timing.error_probabilities([0.53])[0]
+    p = timing.error_probabilities([0.53], model="static")[0]
     out = {}
     for device in ("cpu", "cuda"):
         m = model.to(device)

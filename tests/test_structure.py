@@ -16,11 +16,11 @@ STEPS = [
     ["pyvs.ops", "pyvs.reference"],                        # error table -> op
     ["pyvs.nn"],                                           # op -> layer -> model
     ["pyvs.models", "pyvs.data"],                          # networks and images
-    ["pyvs.evaluate"],                                     # model -> evaluation
+    ["pyvs.evaluate", "pyvs.dataflow"],                    # model -> evaluation, operands -> per-layer timing
     ["pyvs.latency", "pyvs.energy", "pyvs.costs", "pyvs.strategies"],  # what a point costs
     ["pyvs.results"],                                      # the result row and its files
     ["pyvs.experiment"],                                   # evaluation + costs -> result row
-    ["pyvs.sweep"],                                        # a grid of points
+    ["pyvs.sweep", "pyvs.slack"],                          # a grid of points; guard-band x voltage
     ["pyvs.plots", "pyvs.report"],                         # results -> report
     ["pyvs.cli"],                                          # parse, call, print
 ]
