@@ -136,3 +136,37 @@ def pareto(points: Sequence[Tuple[float, float]], voltages: Sequence[float], str
         handle.set_array(None)
         handle.set_facecolor("0.75")
     _save(fig, path)
+
+
+def slack_heatmap(m, latency_budget: float, lowest: Sequence, implied, path: str,
+                  paper: Tuple[float, float] = (0.5, 1e-5), floor: float = 1e-12) -> None:
+    """Slack (a :class:`pyvs.slack.SlackMap`): left, latency overhead with
+    every erring bit protected against voltage, one curve per guard-band
+    (log axis; overheads below ``floor`` drawn at it), the budget and the
+    paper's point; right, the lowest voltage within the budget against the
+    guard-band (a gap where no voltage of the grid meets it), and the
+    guard-band the paper's point implies."""
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.8), dpi=120, gridspec_kw={"width_ratios": [3, 2]})
+    cmap = plt.get_cmap("viridis")
+    gmax = max(m.guard_bands) or 1.0
+    for i, g in enumerate(m.guard_bands):
+        y = np.maximum(100 * np.asarray(m.overhead[i]), 100 * floor)
+        ax.plot(m.voltages, y, color=cmap(g / gmax), lw=1.4, label=f"guard-band {g:g}")
+    ax.axhline(100 * latency_budget, color="k", ls="--", lw=0.8, label=f"budget {100 * latency_budget:g} %")
+    ax.plot([paper[0]], [100 * paper[1]], "r*", ms=12, label=f"paper: {paper[0]} V, {100 * paper[1]:g} %")
+    ax.set_yscale("log")
+    ax.set_ylim(bottom=100 * floor / 2)
+    ax.set_xlabel("supply voltage (V)")
+    ax.set_ylabel(f"latency overhead (%; below {100 * floor:g} % drawn at it)")
+    ax.set_title("every erring bit Razor-protected")
+    ax.invert_xaxis()
+    ax.legend(fontsize=7, ncol=2)
+    g = np.array(m.guard_bands, dtype=float)
+    low = np.array([np.nan if v is None else v for v in lowest], dtype=float)
+    bx.plot(g, low, "o-", color="C0", mfc="none", label=f"lowest V within {100 * latency_budget:g} %")
+    if implied is not None:
+        bx.axvline(implied, color="r", ls=":", lw=1.0, label=f"paper's point implies {implied:.3f}")
+    bx.set_xlabel("guard-band at 0.9 V (fraction of the worst path)")
+    bx.set_ylabel("lowest supply voltage (V)")
+    bx.legend(fontsize=8)
+    _save(fig, path)
