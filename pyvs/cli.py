@@ -42,7 +42,7 @@ def _timing_args(p: argparse.ArgumentParser, with_model: bool) -> None:
     from .timing import DEFAULT_MODEL, NAMED_MODELS
     names = [n for n in NAMED_MODELS if with_model or n != "event"]
     default = DEFAULT_MODEL if with_model else "event-uniform"
-    p.add_argument("--timing-model", choices=names, default=default,
+    p.add_argument("--timing-model", metavar="{" + ",".join(names) + "}", default=default,
                    help="; ".join(f"{n}: {NAMED_MODELS[n]}" for n in names) + f" (default: {default})")
     for name, text in _TIMING_OPTIONS:
         p.add_argument("--" + name.replace("_", "-"), type=float, default=None, help=text)
@@ -57,7 +57,11 @@ def _timing_options(args: argparse.Namespace) -> dict:
     """The timing model's options from the command line, checked (the
     technology overrides; the model is args.timing_model)."""
     from .timing import TimingOptions, named_model
+    from .timing import NAMED_MODELS
     opts = {name: getattr(args, name) for name, _ in _TIMING_OPTIONS if getattr(args, name) is not None}
+    known = [n for n in NAMED_MODELS if hasattr(args, "calibration_images") or n != "event"]
+    if args.timing_model not in known:
+        raise UserError(f"--timing-model {args.timing_model!r} is not one of {', '.join(known)}")
     TimingOptions.from_kwargs(named_model(args.timing_model, opts))  # raises on a bad value
     for name in ("calibration_images", "pairs_per_layer"):
         if hasattr(args, name):
@@ -376,13 +380,13 @@ def _slack(args: argparse.Namespace) -> int:
     options = TimingOptions.from_kwargs(named_model("event", args.timing_options))
     check_voltages(voltages, options.tech)
     latency = number(args.latency_budget, "--latency-budget (%)", minimum=0.0) / 100.0
+    top1 = number(args.top1_budget, "--top1-budget (points)", minimum=0.0) / 100.0
+    below = integer(args.below, "--below", 1)
     world = _world(args)
     world.on_main(lambda: check_writable(args.out))
     model, batches, first = _model_and_data(args, args.limit, world)
     exp = Experiment(model, batches, array=ArrayConfig(rows=args.rows, freq_ghz=args.freq), device=args.device,
                      progress=world.is_main, world=world, first_image=first)
-    top1 = number(args.top1_budget, "--top1-budget (points)", minimum=0.0) / 100.0
-    below = integer(args.below, "--below", 1)
     timing = exp.layer_timing(options, args.calibration_images, args.pairs_per_layer)
     m = slack.slack_map(timing, exp.workload, gbs, voltages, args.freq)
     implied = slack.implied_guard_band(timing, exp.workload, args.freq)

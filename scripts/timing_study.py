@@ -9,7 +9,6 @@ kind; the simulator's speed; and a figure.
 """
 import argparse
 import json
-import os
 import time
 
 import matplotlib
@@ -17,7 +16,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 
 from pyvs import data, models, timing  # noqa: E402
 from pyvs.dataflow import LayerTiming, calibration_images, mac_weighted  # noqa: E402

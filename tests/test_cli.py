@@ -63,6 +63,7 @@ BAD = [  # (argv, expected words in the message)
     (["timing", "--out", "/nonexistent-folder/t.json"], "cannot be written"),
     (["timing", "--freq", "-1", "--out", "", "--plot", ""], "must be positive"),
     (["timing", "--guard-band", "-1", "--out", "", "--plot", ""], "guard_band must be >= 0"),
+    (["timing", "--timing-model", "event"], "is not one of event-uniform, static-uniform"),
     (["report", "/nonexistent-folder"], "does not exist"),
 ]
 
@@ -86,10 +87,14 @@ MODEL_BAD = [
     (["--freq", "0"], "must be positive"),
     (["--vth", "2"], "vth must be in"),
     (["--weights", "/nonexistent.pth"], "does not exist"),
+    (["--timing-model", "magic"], "is not one of event, event-uniform, static-uniform"),
+    (["--calibration-images", "1"], "--calibration-images must be"),
+    (["--pairs-per-layer", "0"], "--pairs-per-layer must be"),
+    (["--guard-band", "-0.5"], "guard_band must be >= 0"),
 ]
 
 
-@pytest.mark.parametrize("command", ["run", "sweep"])
+@pytest.mark.parametrize("command", ["run", "sweep", "slack"])
 @pytest.mark.parametrize("extra,words", MODEL_BAD)
 def test_run_and_sweep_check_arguments_before_loading(command, extra, words, data_dir, capsys, no_loading):
     code, out, err = run_cli([command, "--data", data_dir] + extra, capsys)
@@ -127,6 +132,23 @@ def test_run_checks_its_own_arguments(extra, words, data_dir, capsys, no_loading
 def test_sweep_checks_its_own_arguments(extra, words, data_dir, capsys, no_loading):
     code, out, err = run_cli(["sweep", "--data", data_dir] + extra, capsys)
     _one_line_error(code, err, "sweep")
+    assert words in err, err
+
+
+@pytest.mark.parametrize("extra,words", [
+    (["--timing-model", "static-uniform"], "use --timing-model event"),
+    (["--guard-bands", "0.1,-1"], "--guard-bands must be >= 0"),
+    (["--guard-bands", "0.1,x"], "not a comma-separated list of numbers"),
+    (["--vmin", "0.9", "--vmax", "0.5"], "is below --vmin"),
+    (["--vmin", "0.2"], "outside the timing model's range"),
+    (["--step", "0"], "--step (V) must be positive"),
+    (["--latency-budget", "-1"], "--latency-budget (%) must be >= 0"),
+    (["--top1-budget", "nan"], "must be a finite number"),
+    (["--below", "0"], "--below must be"),
+])
+def test_slack_checks_its_own_arguments(extra, words, data_dir, capsys, no_loading):
+    code, out, err = run_cli(["slack", "--data", data_dir] + extra, capsys)
+    _one_line_error(code, err, "slack")
     assert words in err, err
 
 

@@ -30,7 +30,6 @@ import zlib
 from typing import Dict, List, Optional, Tuple, Union
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..accumulator import check_width
