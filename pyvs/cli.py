@@ -421,9 +421,10 @@ def _slack_outputs(args, m, summary, implied, latency: float, options) -> None:
     from .plots import slack_heatmap
     from .slack import PAPER_POINT
     lowest = [r["lowest_v_all_protected"] for r in summary]
+    auto = (f"; 'auto': measured on {args.limit} images within {args.top1_budget} points of top-1"
+            if args.evaluate else "")
     print(f"lowest voltage with latency overhead <= {100 * latency:g} %; 'all': every erring bit protected "
-          f"(outputs = the fault-free run's, so any top-1 budget holds); 'auto': measured on {args.limit} images "
-          f"within {args.top1_budget} points of top-1; {args.freq} GHz, event model on "
+          f"(outputs = the fault-free run's, so any top-1 budget holds){auto}; {args.freq} GHz, event model on "
           f"{args.calibration_images} calibration images")
     print(f"{'guard-band':>10} {'all':>6} {'overhead':>10} {'auto':>6}")
     for i, r in enumerate(summary):
@@ -520,8 +521,8 @@ def _sweep_parser(sub) -> None:
     sw = sub.add_parser("sweep", help="accuracy, latency and energy across voltages and protection")
     _model_args(sw)
     sw.add_argument("--out", default="results", help="results folder; resumed if present (default: results)")
-    sw.add_argument("--voltages", default="0.9,0.6,0.53,0.51",
-                    help="comma-separated volts (default: 0.9,0.6,0.53,0.51)")
+    sw.add_argument("--voltages", default="0.9,0.6,0.53,0.52,0.51",
+                    help="comma-separated volts (default: 0.9,0.6,0.53,0.52,0.51)")
     sw.add_argument("--strategies", default="none,all,auto",
                     help="comma-separated: none, all, msbN, 0xMASK, auto (default: none,all,auto)")
     sw.add_argument("--seeds", default="0", help="comma-separated integer seeds (default: 0)")

@@ -160,12 +160,14 @@ def slack_heatmap(m, latency_budget: float, lowest: Sequence, implied, path: str
     ax.set_ylabel(f"latency overhead (%; below {100 * floor:g} % drawn at it)")
     ax.set_title("every erring bit Razor-protected")
     ax.invert_xaxis()
-    ax.legend(fontsize=7, ncol=2)
+    # Below the axes: inside, it would hide the curves' knees or the paper's point.
+    ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.14))
     g = np.array(m.guard_bands, dtype=float)
     low = np.array([np.nan if v is None else v for v in lowest], dtype=float)
     bx.plot(g, low, "o-", color="C0", mfc="none", label=f"lowest V within {100 * latency_budget:g} %")
     if implied is not None:
         bx.axvline(implied, color="r", ls=":", lw=1.0, label=f"paper's point implies {implied:.3f}")
+        bx.plot([implied], [paper[0]], "r*", ms=12, label=f"paper: {paper[0]} V")
     bx.set_xlabel("guard-band at 0.9 V (fraction of the worst path)")
     bx.set_ylabel("lowest supply voltage (V)")
     bx.legend(fontsize=8)

@@ -245,3 +245,21 @@ def test_import_pyvs_gives_the_timing_model():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "torch.Size([1, 32])"
     assert importlib.import_module("pyvs").timing is pyvs.timing
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (WEIGHTS.exists() and (DATA / "labels.csv").exists()), reason="needs the shared data")
+def test_slack_maps_guard_bands_on_the_real_model(tmp_path, capsys):
+    import json
+    out = tmp_path / "slack"
+    code, text, err = run_cli(["slack", "--data", str(DATA), "--weights", str(WEIGHTS), "--limit", "4",
+                               "--calibration-images", "4", "--pairs-per-layer", "256", "--guard-bands", "0.2,1",
+                               "--vmin", "0.45", "--vmax", "0.9", "--step", "0.05", "--out", str(out)], capsys)
+    assert code == 0, err
+    doc = json.loads((out / "slack.json").read_text())
+    low = [r["lowest_v_all_protected"] for r in doc["summary"]]
+    # More slack at 0.9 V lets the supply go lower; 0.2 cannot reach 0.5 V.
+    assert low[0] is not None and low[1] is not None and low[0] > low[1] and low[0] > 0.5
+    g = doc["implied_guard_band"]
+    assert g is not None and 0.2 < g < 4 and f"implies a guard-band of {g:.3f}" in text
+    assert (out / "slack.png").stat().st_size > 10_000
