@@ -52,9 +52,9 @@ step "bench_model --device cuda --append" bench.log 120 $PY scripts/bench_model.
 cp benchmarks/RESULTS.md "$LOGS/RESULTS.md"
 
 # The experiment on the GPU must give the CPU's results exactly.
-RUN="-m pyvs run --data $PYVS_DATA --weights $WEIGHTS --limit $IMAGES --voltage 0.53 --protect-msbs 3 --batch-size 100"
+RUN="-m pyvs run --data $PYVS_DATA --weights $WEIGHTS --limit $IMAGES --voltage 0.515 --protect-msbs 1 --batch-size 100"
 step "pyvs run --device cuda ($IMAGES images)" run.log 120 $PY $RUN --device cuda --json "$LOGS/run_cuda.json"
-step "pyvs run --device cpu ($IMAGES images)" run.log 200 $PY $RUN --device cpu --json "$LOGS/run_cpu.json"
+step "pyvs run --device cpu ($IMAGES images)" run.log 300 $PY $RUN --device cpu --json "$LOGS/run_cpu.json"
 step "pyvs run: CUDA == CPU" run.log 30 $PY - "$LOGS/run_cpu.json" "$LOGS/run_cuda.json" <<'PYEOF'
 import json, sys
 timing = {"seconds", "images_per_s"}
@@ -71,7 +71,7 @@ note "  $(grep -E '^clean top-1' "$LOGS/run.log" | tail -1)"
 
 SWEEP="-m pyvs sweep --data $PYVS_DATA --weights $WEIGHTS --limit 100 --no-report"
 step "pyvs sweep --device cuda (100 images)" sweep.log 120 $PY $SWEEP --device cuda --out "$LOGS/sweep_cuda"
-step "pyvs sweep --device cpu (100 images)" sweep.log 200 $PY $SWEEP --device cpu --out "$LOGS/sweep_cpu"
+step "pyvs sweep --device cpu (100 images)" sweep.log 300 $PY $SWEEP --device cpu --out "$LOGS/sweep_cpu"
 step "pyvs sweep: CUDA == CPU" sweep.log 30 $PY - "$LOGS/sweep_cpu" "$LOGS/sweep_cuda" <<'PYEOF'
 import sys
 from pyvs.results import load_results

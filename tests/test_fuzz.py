@@ -216,15 +216,19 @@ def test_table_loader_bad_input_is_a_clear_error(tmp_path_factory, key, value, d
 
 VALUES = st.sampled_from(["0", "1", "-1", "0.5", "1.5", "nan", "inf", "-inf", "1e-9", "abc", "", "0x10",
                           "2", "8", "33", "1e30", "0.53", "0.9,0.53", "none,auto", "0,1.5", "msb40", "cpu",
-                          "gpu", "cuda", "/nonexistent", "x.bmp", "256"])
+                          "gpu", "cuda", "/nonexistent", "x.bmp", "256", "event", "static-uniform"])
 OPTIONS = {
     "demo": ["--m", "--k", "--n", "--p", "--acc-bits", "--protect-msbs", "--rows", "--seed"],
     "timing": ["--vmin", "--vmax", "--step", "--freq", "--acc-bits", "--guard-band", "--vth", "--alpha",
-               "--sigma-gate", "--out", "--plot"],
+               "--sigma-gate", "--out", "--plot", "--timing-model"],
     "run": ["--weights", "--limit", "--freq", "--acc-bits", "--rows", "--batch-size", "--threads", "--device",
-            "--vth", "--voltage", "--protect-msbs", "--protect", "--seed", "--json"],
+            "--vth", "--voltage", "--protect-msbs", "--protect", "--seed", "--json", "--timing-model",
+            "--calibration-images", "--pairs-per-layer"],
     "sweep": ["--weights", "--limit", "--freq", "--acc-bits", "--rows", "--batch-size", "--device", "--voltages",
-              "--strategies", "--seeds", "--budget", "--cols", "--replay-cycles", "--array-batch", "--out"],
+              "--strategies", "--seeds", "--budget", "--cols", "--replay-cycles", "--array-batch", "--out",
+              "--timing-model", "--calibration-images", "--pairs-per-layer"],
+    "slack": ["--weights", "--limit", "--freq", "--guard-band", "--timing-model", "--guard-bands", "--vmin",
+              "--vmax", "--step", "--latency-budget", "--top1-budget", "--below", "--out"],
     "report": ["--latency-limit"],
 }
 
@@ -240,7 +244,7 @@ def test_cli_bad_input_is_one_line(command, data, tmp_path_factory, monkeypatch,
     monkeypatch.chdir(work)
     monkeypatch.setattr(cli, "_model_and_data", lambda *a, **k: (_ for _ in ()).throw(Reached()))
     opts = data.draw(st.lists(st.sampled_from(OPTIONS[command]), max_size=4, unique=True))
-    argv = [command] + (["--data", str(work)] if command in ("run", "sweep") else [])
+    argv = [command] + (["--data", str(work)] if command in ("run", "sweep", "slack") else [])
     argv += [str(work)] if command == "report" else []
     for o in opts:
         argv += [o, data.draw(VALUES)]
