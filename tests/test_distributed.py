@@ -98,7 +98,7 @@ def test_pyvs_run_under_torchrun_equals_one_process(tmp_path):
     if not (weights.exists() and (DATA / "labels.csv").exists()):
         pytest.skip("needs the shared data")
     args = ["-m", "pyvs", "run", "--data", str(DATA), "--weights", str(weights), "--limit", "9",
-            "--batch-size", "4", "--voltage", "0.52", "--protect-msbs", "4"]
+            "--batch-size", "4", "--voltage", "0.51", "--protect-msbs", "1"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     subprocess.run([sys.executable] + args + ["--json", str(tmp_path / "one.json")], check=True, env=env,
                    capture_output=True, timeout=240)
@@ -110,4 +110,5 @@ def test_pyvs_run_under_torchrun_equals_one_process(tmp_path):
     for part in ("clean", "point"):
         assert {k: v for k, v in one[part].items() if k not in drop} == \
                {k: v for k, v in two[part].items() if k not in drop}
-    assert one["point"]["injected"] > 0
+    # The event model's tables come from the first 9 images, which the ranks gather.
+    assert one["point"]["injected"] > 0 and one["point"]["corrected"] > 0
