@@ -63,7 +63,7 @@ def error_heatmap(table, path: str) -> None:
     ax.set_xticks(table.voltages, minor=True)
     ax.set_xlabel("supply voltage (V); minor ticks: the computed voltages")
     ax.set_ylabel("accumulator bit (0 = LSB)")
-    ax.set_title(f"P(bit misses the clock) per MAC, {table.freq_ghz} GHz, "
+    ax.set_title(f"P(bit captured wrong) per MAC, {table.freq_ghz} GHz, "
                  f"{table.acc_bits}-bit accumulator")
     fig.colorbar(im, ax=ax, label=f"error probability (values < {FLOOR:g} shown as {FLOOR:g})")
     _save(fig, path)
@@ -123,7 +123,7 @@ def pareto(points: Sequence[Tuple[float, float]], voltages: Sequence[float], str
     ax.plot([100 * points[i][0] for i in front], [100 * points[i][1] for i in front], "r-", lw=1.2,
             label="Pareto front")
     for k, i in enumerate(front):  # labels alternate above and below the front, inward from the right
-        ax.annotate(f"{strategies[i]} {voltages[i]:.2f} V", (100 * points[i][0], 100 * points[i][1]),
+        ax.annotate(f"{strategies[i]} {voltages[i]:.3g} V", (100 * points[i][0], 100 * points[i][1]),
                     textcoords="offset points", xytext=(-8, 12 if k % 2 else -16), ha="right", fontsize=7,
                     arrowprops=dict(arrowstyle="-", lw=0.5, color="0.4"))
     ax.set_xlabel("energy saving vs. the nominal voltage (%)")
