@@ -26,11 +26,11 @@ import math
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
-import torch
 
 from .checks import number
 from .costs import Workload
 from .dataflow import LayerTiming
+from .experiment import per_bit_max
 
 PAPER_POINT = (0.5, 1e-5)  # the paper's 0.5 V at 0.001 % latency overhead (fraction)
 
@@ -80,7 +80,7 @@ def cell(timing: LayerTiming, work: Workload, volts: Sequence[float], freq_ghz: 
     for v in volts:
         rates = table.rates(v)
         by_layer = {n: float(p.sum()) * macs[n] for n, p in rates.items()}
-        erring = torch.stack(list(rates.values())).amax(0) > 0
+        erring = per_bit_max(rates) > 0
         costs = work.costs(v, int(erring.sum()), by_layer)
         rows.append((sum(by_layer.values()), costs.latency_overhead, costs.latency_overhead_bound,
                      costs.energy_saving, int(erring.sum())))
@@ -130,7 +130,7 @@ def summary_rows(m: SlackMap, latency_budget: float, top1_budget: float,
             ok = [r.voltage for r in evaluated.get(g, [])
                   if r.latency_overhead <= latency_budget and r.top1_loss <= top1_budget + 1e-12
                   and r.agree_loss <= top1_budget + 1e-12]
-            candidates = [v for v in ok + ([low] if low is not None else [])]
+            candidates = ok + ([low] if low is not None else [])
             row["lowest_v_auto"] = min(candidates) if candidates else None
         out.append(row)
     return out

@@ -18,6 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from pyvs import data, models, timing  # noqa: E402
+from pyvs.costs import Workload  # noqa: E402
 from pyvs.dataflow import LayerTiming, calibration_images, mac_weighted  # noqa: E402
 from pyvs.evaluate import evaluate  # noqa: E402
 from pyvs.nn import convert  # noqa: E402
@@ -60,8 +61,7 @@ def main():
     ds = data.imagenet_dataset(args.data, args.calibration_images)
     batches = data.decoded(ds, 16, progress=False)
     images = calibration_images(batches, args.calibration_images)
-    shapes = evaluate(model, batches[:1], progress=False).shapes
-    macs = {n: G * M * K * N for n, (G, M, K, N) in shapes.items()}
+    macs = Workload(evaluate(model, batches[:1], progress=False).shapes).macs_by_layer
     layers = dict(systolic_layers(model))
     kinds = {n: kind(layers[n], i == 0) for i, n in enumerate(macs)}
 

@@ -11,7 +11,7 @@ from pyvs.experiment import Experiment
 from pyvs.latency import ArrayConfig
 from pyvs.timing.dynamic import EventModel
 
-from tinynet import tiny
+from tinynet import batched, tiny
 
 W = 32
 
@@ -56,16 +56,11 @@ def test_the_reservoir_keeps_the_same_pairs_whatever_the_order():
         assert torch.equal(f, g)
 
 
-def _batches(images, bs):
-    labels = torch.zeros(len(images), dtype=torch.int64)
-    return [(images[i:i + bs], labels[i:i + bs]) for i in range(0, len(images), bs)]
-
-
 def test_calibration_does_not_depend_on_the_batching():
     _, images, q = tiny()
     got = []
     for bs in (5, 8, 24):
-        cal = calibration_images(_batches(images, bs), 12)
+        cal = calibration_images(batched(images, bs), 12)
         assert torch.equal(cal, images[:12])
         pairs = capture_pairs(q, cal, samples=300, per_image=40, rows=16, seed=0)
         got.append({n: (p.a.tolist(), p.x.tolist(), p.prev_x.tolist()) for n, p in pairs.items()})
@@ -76,7 +71,7 @@ def test_calibration_does_not_depend_on_the_batching():
 @pytest.fixture(scope="module")
 def timing():
     _, images, q = tiny()
-    exp = Experiment(q, _batches(images, 8), array=ArrayConfig(rows=16), progress=False)
+    exp = Experiment(q, batched(images, 8), array=ArrayConfig(rows=16), progress=False)
     return exp, exp.layer_timing(T.TimingOptions(), calibration_images=16, pairs_per_layer=1024)
 
 
@@ -117,7 +112,7 @@ def test_per_layer_tables_differ_from_uniform_operands(timing):
 
 def test_the_experiment_tables_are_reproducible_from_the_seed():
     _, images, q = tiny()
-    exp = Experiment(q, _batches(images, 8), array=ArrayConfig(rows=16), progress=False)
+    exp = Experiment(q, batched(images, 8), array=ArrayConfig(rows=16), progress=False)
     a = exp.error_table([0.45, 0.5], 0.7, "event", {"seed": 5}, calibration_images=8, pairs_per_layer=256)
     b = exp.error_table([0.5, 0.45], 0.7, "event", {"seed": 5}, calibration_images=8, pairs_per_layer=256)
     c = exp.error_table([0.45, 0.5], 0.7, "event", {"seed": 6}, calibration_images=8, pairs_per_layer=256)
@@ -133,9 +128,9 @@ def test_the_experiment_tables_are_reproducible_from_the_seed():
     (lambda q, im: LayerTiming.from_pairs(EventModel(32, T.DEFAULT), {}), "no operand pairs"),
     (lambda q, im: mac_weighted({"a": np.zeros((1, 32))}, {"b": 5}), "no MACs"),
     (lambda q, im: calibration_images([], 4), "no calibration image"),
-    (lambda q, im: Experiment(q, _batches(im, 8), progress=False).error_table([0.5], 0.7, "magic"),
+    (lambda q, im: Experiment(q, batched(im, 8), progress=False).error_table([0.5], 0.7, "magic"),
      "unknown timing model 'magic'"),
-    (lambda q, im: Experiment(q, _batches(im[:1], 8), progress=False).error_table([0.5], 0.7, "event"),
+    (lambda q, im: Experiment(q, batched(im[:1], 8), progress=False).error_table([0.5], 0.7, "event"),
      "at least 2 images"),
 ])
 def test_bad_calibration_is_a_value_error(call, match):

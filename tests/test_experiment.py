@@ -11,12 +11,7 @@ from pyvs.experiment import Experiment
 from pyvs.latency import ArrayConfig
 
 from conftest import DATA, needs_cuda
-from tinynet import tiny
-
-
-def _batches(images, bs=8):
-    labels = torch.arange(len(images)) % 10
-    return [(images[i:i + bs], labels[i:i + bs]) for i in range(0, len(images), bs)]
+from tinynet import batched, tiny
 
 
 def _p(rate=2e-3, bits=(1, 24, 30)):
@@ -27,7 +22,7 @@ def _p(rate=2e-3, bits=(1, 24, 30)):
 
 def test_point_fields_follow_from_the_evaluation():
     _, images, q = tiny()
-    exp = Experiment(q, _batches(images), array=ArrayConfig(rows=16), progress=False)
+    exp = Experiment(q, batched(images), array=ArrayConfig(rows=16), progress=False)
     assert exp.golden.clean["n"] == len(images) and set(exp.golden.shapes) == {
         "stem.0", "dw.0", "pw", "grouped", "fc"}
     r = exp.point(0.5, _p(), 1 << 30, seed=3, strategy="0x40000000")
@@ -48,7 +43,7 @@ def test_point_fields_follow_from_the_evaluation():
 
 def test_error_free_point_is_the_golden_run():
     _, images, q = tiny()
-    exp = Experiment(q, _batches(images), progress=False)
+    exp = Experiment(q, batched(images), progress=False)
     r = exp.point(0.9, torch.zeros(32, dtype=torch.float64), 0, seed=0, strategy="none")
     assert r.agree == 1.0 and r.injected == r.corrected == 0 and r.seconds == 0.0
     assert r.top1 == exp.golden.clean["top1"] and r.latency_overhead == 0 and r.energy_saving == 0
@@ -56,7 +51,7 @@ def test_error_free_point_is_the_golden_run():
 
 def test_masks_that_agree_on_erring_bits_are_evaluated_once():
     _, images, q = tiny()
-    exp = Experiment(q, _batches(images), progress=False)
+    exp = Experiment(q, batched(images), progress=False)
     a = exp.point(0.5, _p(), 1 << 24, seed=1, strategy="a")
     b = exp.point(0.5, _p(), (1 << 24) | (1 << 5), seed=1, strategy="b")  # bit 5 never errs
     same = lambda r: {k: v for k, v in dataclasses.asdict(r).items()  # noqa: E731
@@ -72,7 +67,7 @@ def test_a_point_on_the_gpu_equals_the_cpu():
     _, images, q = tiny()
     rows, golden = [], []
     for device in ("cpu", "cuda"):
-        exp = Experiment(q.to(device), _batches(images), device=device, progress=False)
+        exp = Experiment(q.to(device), batched(images), device=device, progress=False)
         r = exp.point(0.5, _p(rate=5e-3), 1 << 30, seed=4, strategy="x")
         rows.append({k: v for k, v in dataclasses.asdict(r).items() if k != "seconds"})
         golden.append(exp.golden.pred)

@@ -11,22 +11,16 @@ from pyvs.experiment import Experiment
 from pyvs.latency import ArrayConfig
 from pyvs.slack import SlackMap, implied_guard_band, slack_map, summary_rows
 
-from tinynet import tiny
+from tinynet import batched, tiny
 
 VOLTS = [0.42, 0.45, 0.48, 0.5, 0.55, 0.6, 0.7, 0.9]
 GBS = [0.0, 0.1, 0.5, 1.0]
 
 
-def _batches(images, bs):
-    import torch
-    labels = torch.zeros(len(images), dtype=torch.int64)
-    return [(images[i:i + bs], labels[i:i + bs]) for i in range(0, len(images), bs)]
-
-
 @pytest.fixture(scope="module")
 def setup():
     _, images, q = tiny()
-    exp = Experiment(q, _batches(images, 8), array=ArrayConfig(rows=16), progress=False)
+    exp = Experiment(q, batched(images, 8), array=ArrayConfig(rows=16), progress=False)
     lt = exp.layer_timing(T.TimingOptions(), calibration_images=16, pairs_per_layer=1024)
     return exp.workload, lt, slack_map(lt, exp.workload, GBS, list(reversed(VOLTS)), 0.7)
 

@@ -32,3 +32,9 @@ def tiny(seed=0):
             m.bias.data.uniform_(-0.2, 0.2)
     images = torch.randn(24, 3, 32, 32)
     return net, images, pyvs.convert(net, [images[:8], images[8:16]])
+
+
+def batched(images, bs=8):
+    """(images, labels) batches of ``bs``, labels 0..9 in turn."""
+    labels = torch.arange(len(images)) % 10
+    return [(images[i:i + bs], labels[i:i + bs]) for i in range(0, len(images), bs)]
