@@ -22,6 +22,17 @@ int64_t max_product(const at::Tensor& a) {
 
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
+// A contiguous tensor whose data starts on a 256-byte boundary: cuBLASLt,
+// called by torch._int_mm without an explicit algorithm, assumes that
+// alignment, and one group's slice of a [G, K, N] operand can start anywhere
+// (g * K * N bytes in). A copy (CUDA's allocations are aligned) only then;
+// the CPU's oneDNN has no such rule.
+at::Tensor aligned(const at::Tensor& t) {
+  constexpr uintptr_t kAlign = 256;
+  if (!t.is_cuda() || reinterpret_cast<uintptr_t>(t.const_data_ptr()) % kAlign == 0) return t;
+  return t.clone(at::MemoryFormat::Contiguous);
+}
+
 // Batched a [G, M, K] int8/uint8, w [G, K, N] int8 -> exact int32 [G, M, N]
 // (mod 2^32) by float32 BLAS. Exact because every partial sum is an integer
 // below 2^24 in magnitude: K is cut into chunks of at most
@@ -86,8 +97,11 @@ std::tuple<at::Tensor, at::Tensor> int_mm_operands(const at::Tensor& a, const at
   const int64_t Mp = std::max<int64_t>(M, 17), Kp = round_up(std::max<int64_t>(K, 1), 8),
                 Np = round_up(std::max<int64_t>(N, 1), 8);
   // Column-major [Kp, Np] = the transpose of a contiguous [Np, Kp]; a view
-  // when w already is column-major and needs no padding.
-  if (Mp == M && Kp == K && Np == N) return {a.contiguous(), w.t().contiguous().t()};
+  // when w already is column-major, needs no padding and is aligned.
+  if (Mp == M && Kp == K && Np == N) {
+    const at::Tensor ac = a.contiguous(), wt = w.t().contiguous();
+    return {aligned(ac), aligned(wt).t()};
+  }
   at::Tensor ap = at::zeros({Mp, Kp}, a.options());
   at::Tensor wt = at::zeros({Np, Kp}, w.options());
   ap.narrow(0, 0, M).narrow(1, 0, K).copy_(a);

@@ -9,7 +9,11 @@
 
 #include <array>
 #include <cmath>
+#include <map>
+#include <mutex>
 #include <sstream>
+#include <string>
+#include <tuple>
 
 #include "systolic_matmul.h"
 
@@ -144,6 +148,41 @@ at::Tensor make_fault_tables(const Probabilities& p, int W, int64_t K, bool* any
   return packed;
 }
 
+// The tables of one (p, K) on a GPU, cached: a forward pass calls the op
+// once per layer with a handful of distinct (p, K), and copying each call's
+// tables from the host would synchronise the host with the device every
+// time. The cache is keyed by the exact bits of p, so it never changes a
+// result; it is cleared when it outgrows kMaxCachedBytes (sweeps visit many
+// tables). It is never destroyed: a CUDA tensor freed after the driver shut
+// down at exit would fail.
+at::Tensor device_fault_tables(const Probabilities& p, int W, int64_t K, const at::Device& device,
+                               bool* any) {
+  constexpr size_t kMaxCachedBytes = size_t(256) << 20;
+  struct Entry {
+    at::Tensor tables;
+    bool any;
+  };
+  using Key = std::tuple<int, int64_t, std::string>;  // device, K, the bits of p[0..W)
+  static auto* cache = new std::map<Key, Entry>();
+  static auto* mutex = new std::mutex();
+  static size_t bytes = 0;
+  Key key{device.index(), K, std::string(reinterpret_cast<const char*>(p.data()), sizeof(double) * W)};
+  const std::lock_guard<std::mutex> lock(*mutex);
+  auto it = cache->find(key);
+  if (it == cache->end()) {
+    at::Tensor host = make_fault_tables(p, W, K, any);
+    const size_t size = size_t(host.numel()) * sizeof(int64_t);
+    if (bytes + size > kMaxCachedBytes) {
+      cache->clear();
+      bytes = 0;
+    }
+    it = cache->emplace(std::move(key), Entry{host.to(device), *any}).first;
+    bytes += size;
+  }
+  *any = it->second.any;
+  return it->second.tables;
+}
+
 // The fast path (clean product + patches) or the simple one. Both give the
 // same bits; this decides only the speed: "auto" takes the fast path unless K
 // is below the backend's threshold (a GEMM is pointless at K = 9) and the
@@ -189,8 +228,8 @@ PreparedMatmul prepare_matmul(const at::Tensor& a, const at::Tensor& w, const at
   if (!c.fast && c.a3.stride(2) != 1) c.a3 = c.a3.contiguous();
   c.w3 = column_major(w.reshape({r.G, r.K, r.N}));
   bool any = false;
-  c.tables = make_fault_tables(p, r.W, r.K, &any);
-  if (!a.device().is_cpu()) c.tables = c.tables.to(a.device());
+  c.tables = a.device().is_cpu() ? make_fault_tables(p, r.W, r.K, &any)
+                                 : device_fault_tables(p, r.W, r.K, a.device(), &any);
   const int64_t* base = c.tables.const_data_ptr<int64_t>();
   c.t = FaultTables{r.W, r.K, any, base, base + r.K + 1, base + r.K + 1 + r.W};
   if (!c.fast) {

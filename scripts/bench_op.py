@@ -88,7 +88,8 @@ def inputs(G, M, K, N, device, gen):
     # int8 activations, so that torch._int_mm runs on exactly the same operands
     a = torch.randint(-128, 128, (G, M, K), generator=gen, dtype=torch.int16).to(torch.int8)
     w = torch.randint(-128, 128, (G, K, N), generator=gen, dtype=torch.int16).to(torch.int8)
-    return a.to(device), w.to(device)
+    # column-major weights, as the layers hand them over (the op copies others)
+    return a.to(device), w.to(device).transpose(1, 2).contiguous().transpose(1, 2)
 
 
 def parse_args():

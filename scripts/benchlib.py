@@ -13,7 +13,11 @@ RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "benchm
 
 
 def _git(*args: str) -> str:
-    return subprocess.run(["git", *args], capture_output=True, text=True).stdout.strip()
+    """git's answer, or '' where git is missing (the GPU machine may lack it)."""
+    try:
+        return subprocess.run(["git", *args], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return ""
 
 
 def title(script: str, device: str) -> str:
@@ -24,7 +28,7 @@ def title(script: str, device: str) -> str:
     dirty = " + local changes" if _git("status", "--porcelain", "--untracked-files=no", "--", ".",
                                        ":!benchmarks/RESULTS.md") else ""
     return (f"{script} on {device} ({machine}), torch {torch.__version__}, {datetime.date.today()}, "
-            f"commit {_git('rev-parse', '--short', 'HEAD') or 'unknown'}{dirty}")
+            f"commit {_git('rev-parse', '--short', 'HEAD') or os.environ.get('PYVS_COMMIT') or 'unknown'}{dirty}")
 
 
 def report(head: str, notes: str, lines: list[str], append: bool) -> None:

@@ -375,22 +375,50 @@ def test_traces_under_torch_compile():
 # ---- CUDA -------------------------------------------------------------------
 
 @needs_cuda
-@pytest.mark.parametrize("impl", IMPLS)
 @pytest.mark.parametrize("regime", ["zero", "tiny", "large", "mixed"])
 @pytest.mark.parametrize("shape", SHAPES + [(1000, 1152, 300)], ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("dtype", [torch.int8, torch.uint8], ids=["int8", "uint8"])
-def test_cuda_matches_cpu(shape, regime, impl, dtype):
+def test_cuda_matches_cpu(shape, regime, dtype):
     M, K, N = shape
     gen = torch.Generator().manual_seed(M * 7 + K)
     a, w = rand_int8((M, K), gen, dtype), rand_int8((K, N), gen)
     p, protect = p_regime(regime)
     for rows in (7, 256):
         args = dict(protect=protect, seed=77, layer=3, row_offset=9, rows=rows)
-        cpu = pyvs.systolic_matmul(a, w, p, impl="simple", **args)
-        gpu = pyvs.systolic_matmul(a.cuda(), w.cuda(), torch.tensor(p, dtype=torch.float64).cuda(),
-                                   impl=impl, **args)
-        assert gpu[0].is_cuda
-        assert torch.equal(cpu[0], gpu[0].cpu()) and torch.equal(cpu[1], gpu[1].cpu())
+        cpu = pyvs.systolic_matmul(a, w, p, impl="simple", **args)  # once for every GPU path
+        for impl, p_dev in [(impl, dev) for impl in IMPLS for dev in ("cpu", "cuda")]:
+            gpu = pyvs.systolic_matmul(a.cuda(), w.cuda(), torch.tensor(p, dtype=torch.float64, device=p_dev),
+                                       impl=impl, **args)
+            assert gpu[0].is_cuda
+            assert torch.equal(cpu[0], gpu[0].cpu()) and torch.equal(cpu[1], gpu[1].cpu()), (impl, rows, p_dev)
+
+
+@needs_cuda
+def test_cuda_tables_are_cached_without_changing_a_result():
+    # The op keeps each (p, K)'s tables on the GPU; a new p must never be
+    # served another p's tables, however close.
+    gen = torch.Generator().manual_seed(3)
+    a, w = rand_int8((64, 300), gen, torch.uint8), rand_int8((300, 40), gen)
+    base = [1e-3] * 32
+    for p in (base, base[:-1] + [1e-3 * (1 + 2**-50)], [0.0] * 32, base, [2e-3] * 32):
+        cpu = pyvs.systolic_matmul(a, w, p, seed=9, impl="simple")
+        for impl in IMPLS:
+            gpu = pyvs.systolic_matmul(a.cuda(), w.cuda(), p, seed=9, impl=impl)
+            assert torch.equal(cpu[0], gpu[0].cpu()) and torch.equal(cpu[1], gpu[1].cpu()), impl
+
+
+@needs_cuda
+def test_cuda_int_mm_operands_of_a_group_slice_are_aligned():
+    # One group of a [G, K, N] operand starts g * K * N bytes in; cuBLASLt
+    # assumes 256-byte aligned operands.
+    gen = torch.Generator().manual_seed(4)
+    a, w = rand_int8((3, 40, 72), gen).cuda(), rand_int8((3, 72, 24), gen).cuda()
+    w = w.transpose(1, 2).contiguous().transpose(1, 2)  # column-major, as the layers hand it over
+    for g in range(3):
+        ap, wp = torch.ops.pyvs._int_mm_operands(a[g], w[g])
+        assert ap.data_ptr() % 256 == 0 and wp.data_ptr() % 256 == 0
+        assert wp.stride() == (1, wp.shape[0])  # still column-major
+        assert torch.equal(torch._int_mm(ap, wp).cpu(), (a[g].cpu().long() @ w[g].cpu().long()).int())
 
 
 @needs_cuda

@@ -104,8 +104,10 @@ int64_t grid_for(int64_t items) {
 }
 
 // Below this K the fused simple kernel beats a tensor-core GEMM plus
-// patches (depthwise convs: K = 9). Not yet measured on a GPU.
-constexpr Backend kCuda{/*min_fast_k=*/32, GemmMethod::kIntMM, GemmMethod::kIntMM};
+// patches (depthwise convs: K = 9). Not yet measured on a GPU. Several
+// groups take one batched float32 GEMM (exact in K-chunks, clean_gemm.cpp)
+// rather than one padded torch._int_mm launch per group.
+constexpr Backend kCuda{/*min_fast_k=*/32, GemmMethod::kIntMM, GemmMethod::kFloat32};
 
 std::tuple<at::Tensor, at::Tensor> systolic_matmul_cuda(
     const at::Tensor& a, const at::Tensor& w, const at::Tensor& p_bits, int64_t protect,
