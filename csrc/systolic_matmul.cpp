@@ -222,10 +222,12 @@ PreparedMatmul prepare_matmul(const at::Tensor& a, const at::Tensor& w, const at
   const MatmulArgs& r = c.r;
   c.fast = use_fast_path(impl, r, p, backend);
   c.a3 = a.reshape({r.G, r.M, r.K});
-  // The simple path reads each output's K activations in a row: give it rows
-  // (the fast path reads them only around flips, and its clean products
-  // take any layout).
-  if (!c.fast && c.a3.stride(2) != 1) c.a3 = c.a3.contiguous();
+  // The CPU's simple path reads each output's K activations in a row: give
+  // it rows (the fast path reads them only around flips, and its clean
+  // products take any layout).
+  if (!c.fast && !backend.strided_simple && c.a3.stride(2) != 1) c.a3 = c.a3.contiguous();
+  c.groups_inner = backend.strided_simple && r.N == 1 && r.G > 1 && c.a3.stride(0) == 1;
+  const auto int32 = a.options().dtype(at::kInt);
   c.w3 = column_major(w.reshape({r.G, r.K, r.N}));
   bool any = false;
   c.tables = a.device().is_cpu() ? make_fault_tables(p, r.W, r.K, &any)
@@ -233,12 +235,15 @@ PreparedMatmul prepare_matmul(const at::Tensor& a, const at::Tensor& w, const at
   const int64_t* base = c.tables.const_data_ptr<int64_t>();
   c.t = FaultTables{r.W, r.K, any, base, base + r.K + 1, base + r.K + 1 + r.W};
   if (!c.fast) {
-    c.out = at::empty({r.G, r.M, r.N}, a.options().dtype(at::kInt));
+    c.out = c.groups_inner ? at::empty({r.M, r.G}, int32).t().unsqueeze(2)
+                           : at::empty({r.G, r.M, r.N}, int32);
   } else if (backend.depthwise && r.N == 1) {
     c.out = backend.depthwise(c.a3, c.w3, r.W, r.rows);
   } else {
     c.out = clean_systolic_gemm(c.a3, c.w3, r.W, r.rows, r.G > 1 ? backend.groups : backend.gemm);
   }
+  // Whatever the path, the layout depends only on a (the fake kernel's rule).
+  if (c.fast && c.groups_inner) c.out = at::empty({r.M, r.G}, int32).t().unsqueeze(2).copy_(c.out);
   c.stats = at::zeros({2, r.W}, a.options().dtype(at::kLong));
   return c;
 }

@@ -39,6 +39,12 @@ struct Backend {
   // The clean product of one column per group (depthwise convs: N = 1), for
   // any K, computed directly; null: the simple kernel takes small K.
   at::Tensor (*depthwise)(const at::Tensor& a3, const at::Tensor& w3, int W, int64_t rows) = nullptr;
+  // The simple kernel reads activations with any strides (else they are
+  // copied into rows first), and the output follows a's group order: with
+  // one column per group and the groups innermost in a's memory (a depthwise
+  // conv's channels-last taps), out is [G, M, 1] with strides (1, G, 1), so
+  // that threads walking the groups load and store coalesced.
+  bool strided_simple = false;
 };
 
 // One call, checked and ready for a backend's kernels.
@@ -51,7 +57,8 @@ struct PreparedMatmul {
   FaultTables t;      // views into `tables`
   bool fast;          // true: `out` holds the clean product, to be patched;
                       // false: `out` is uninitialised, for the simple kernel
-  at::Tensor out;     // int32 [G, M, N]
+  bool groups_inner;  // out is groups-innermost (Backend::strided_simple)
+  at::Tensor out;     // int32 [G, M, N], contiguous or groups-innermost
   at::Tensor stats;   // int64 [2, W] zeros: injected, corrected per bit
 
   // Weights of global column g * N + n: K values, stride 1.

@@ -72,8 +72,7 @@ def systolic_matmul(
         p_bits (Tensor[W], float64, or a sequence): probability in [0, 1]
             that accumulator bit b (LSB = 0) misses the clock at one MAC.
             W, the accumulator width, is 8 to 32 bits. CPU or a's device.
-        protect (int): bit mask of the accumulator bits with Razor-style
-            detection and correction; must be < 2^W.
+        protect (int): bit mask (< 2^W) of the bits with Razor correction.
         seed (int): 64-bit random seed.
         layer (int): stream id in [0, 2^32), one per layer.
         row_offset (int): global index of a's row 0.
@@ -88,7 +87,8 @@ def systolic_matmul(
             outputs would need patching. All three give identical results.
 
     Returns:
-        out (Tensor[M, N] or Tensor[G, M, N], int32): the faulty products.
+        out (Tensor[M, N] or Tensor[G, M, N], int32): the faulty products
+            (contiguous, or groups-innermost: :func:`groups_innermost`).
         stats (Tensor[2, W], int64): per-bit counts of injected (row 0) and
         corrected (row 1) errors.
     """
@@ -135,8 +135,21 @@ def _check_shapes(a, w, p_bits, protect, layer, row_offset, rows, impl):
 def _systolic_matmul_fake(a, w, p_bits, protect=0, seed=0, layer=0, row_offset=0, rows=256,
                           impl="auto"):
     W = _check_shapes(a, w, p_bits, protect, layer, row_offset, rows, impl)
-    out_shape = (a.shape[0], a.shape[1], w.shape[2]) if a.dim() == 3 else (a.shape[0], w.shape[1])
-    return a.new_empty(out_shape, dtype=torch.int32), a.new_empty((2, W), dtype=torch.int64)
+    stats = a.new_empty((2, W), dtype=torch.int64)
+    if a.dim() == 2:
+        return a.new_empty((a.shape[0], w.shape[1]), dtype=torch.int32), stats
+    G, M, N = a.shape[0], a.shape[1], w.shape[2]
+    if groups_innermost(a, N):
+        return torch.empty_strided((G, M, 1), (1, G, 1), dtype=torch.int32, device=a.device), stats
+    return a.new_empty((G, M, N), dtype=torch.int32), stats
+
+
+def groups_innermost(a: torch.Tensor, n: int) -> bool:
+    """Whether the op's output is groups-innermost, int32 [G, M, 1] with
+    strides (1, G, 1): on CUDA, for one column per group (N = 1) with a's
+    groups innermost in memory (a depthwise conv's channels-last taps), so
+    that the kernels load and store coalesced. Contiguous otherwise."""
+    return a.device.type == "cuda" and a.dim() == 3 and n == 1 and a.shape[0] > 1 and a.stride(0) == 1
 
 
 # ---- the int8 runtime's elementwise steps (csrc/requantize.*) ----------------

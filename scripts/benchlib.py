@@ -24,11 +24,16 @@ def title(script: str, device: str) -> str:
     """'<script> on <device> (<machine>), torch X, <date>, commit <sha>[ + local changes]'."""
     machine = (torch.cuda.get_device_name() if device == "cuda" else
                f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads")
-    # The results file itself does not count: earlier tables of the same run append to it.
-    dirty = " + local changes" if _git("status", "--porcelain", "--untracked-files=no", "--", ".",
-                                       ":!benchmarks/RESULTS.md") else ""
+    # PYVS_COMMIT (set by scripts/gpu_check.sh) names the commit of a copied
+    # tree whose .git, if any, is not that commit's.
+    commit = os.environ.get("PYVS_COMMIT")
+    if not commit:
+        # The results file itself does not count: earlier tables of the same run append to it.
+        dirty = " + local changes" if _git("status", "--porcelain", "--untracked-files=no", "--", ".",
+                                           ":!benchmarks/RESULTS.md") else ""
+        commit = (_git("rev-parse", "--short", "HEAD") or "unknown") + dirty
     return (f"{script} on {device} ({machine}), torch {torch.__version__}, {datetime.date.today()}, "
-            f"commit {_git('rev-parse', '--short', 'HEAD') or os.environ.get('PYVS_COMMIT') or 'unknown'}{dirty}")
+            f"commit {commit}")
 
 
 def report(head: str, notes: str, lines: list[str], append: bool) -> None:

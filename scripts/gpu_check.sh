@@ -14,6 +14,9 @@
 # receives at most 8 files: summary.txt (written first and after every step),
 # build.log, tests.log, sanitizer.log, run.log, bench.log, profile.log,
 # RESULTS.md. Scratch (JSONs, sweep folders) goes to $SCRATCH, never $LOGS.
+# $STEPS picks steps (default "all": build tests sanitizers experiment bench
+# profile; "ncu" adds Nsight Compute on scripts/kernel_cases.py; the build
+# always runs), e.g. STEPS="tests bench" to re-time after a kernel change.
 # Data: $PYVS_DATA (default .data/) holding labels.csv, imagenet_sample_224/
 # and mobilenet_v2_int8_qnnpack_state_dict.pth. $PYVS_COMMIT names the commit
 # where the checkout has no .git (the device tool copies the tree without it).
@@ -32,6 +35,8 @@ export PYVS_COMMIT=$COMMIT
 mkdir -p "$LOGS" "$SCRATCH"
 : > "$LOGS/summary.txt"
 note() { echo "$*" | tee -a "$LOGS/summary.txt"; }
+STEPS=" ${STEPS:-all} "
+want() { [[ "$STEPS" == *" all "* && "$1" != ncu ]] || [[ "$STEPS" == *" $1 "* ]]; }
 left() { local l=$((BUDGET - SECONDS)); [ "$l" -lt 1 ] && l=1; echo "$l"; }  # never 0: timeout 0 = no limit
 step() {  # step NAME LOG SECONDS CMD...: runs CMD within min(SECONDS, budget left), logs it, notes PASS/FAIL
   local name=$1 log=$2 limit=$3; shift 3
@@ -53,6 +58,7 @@ step build build.log 240 env MAX_JOBS=16 TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_
   $PY setup.py build_ext --inplace || { note "build failed: see build.log"; exit 1; }
 
 # The CPU halves of the experiment comparisons, in the background from now on.
+if want experiment; then
 RUN="-m pyvs run --data $PYVS_DATA --weights $WEIGHTS --limit $IMAGES --voltage 0.515 --protect-msbs 1 --batch-size 100"
 SWEEP="-m pyvs sweep --data $PYVS_DATA --weights $WEIGHTS --limit 100 --no-report"
 ( export OMP_NUM_THREADS=6
@@ -61,17 +67,18 @@ SWEEP="-m pyvs sweep --data $PYVS_DATA --weights $WEIGHTS --limit 100 --no-repor
   timeout $(left) $PY $SWEEP --device cpu --out "$SCRATCH/sweep_cpu" > "$SCRATCH/sweep_cpu.log" 2>&1
   echo "sweep exit $?" >> "$SCRATCH/cpu_done" ) &
 CPU_JOB=$!
+fi
 
 XDIST=$($PY -c 'import xdist' 2>/dev/null && echo "-n 4")
-step "CUDA tests (pytest -m needs_cuda ${XDIST})" tests.log 200 env OMP_NUM_THREADS=2 \
+want tests && step "CUDA tests (pytest -m needs_cuda ${XDIST})" tests.log 200 env OMP_NUM_THREADS=2 \
   $PY -m pytest -q -p no:cacheprovider $XDIST -m needs_cuda tests
-note "  $(grep -E '[0-9]+ (passed|failed|skipped|error)' "$LOGS/tests.log" | tail -1)"
+want tests && note "  $(grep -E '[0-9]+ (passed|failed|skipped|error)' "$LOGS/tests.log" | tail -1)"
 
 # The sanitizers on tests that launch every kernel (simple and patch, uint8
 # and int8, groups, narrow accumulators, the table cache), without the
 # caching allocator, which would hide out-of-bounds accesses inside its
 # blocks; in the background while the experiment runs on the GPU.
-( for tool in memcheck racecheck; do
+want sanitizers && ( for tool in memcheck racecheck; do
     step "compute-sanitizer $tool" sanitizer.log 150 env PYTORCH_NO_CUDA_MEMORY_CACHING=1 OMP_NUM_THREADS=2 \
       compute-sanitizer --tool $tool --error-exitcode 99 \
       $PY -m pytest -q -p no:cacheprovider tests/test_ops.py \
@@ -80,9 +87,12 @@ note "  $(grep -E '[0-9]+ (passed|failed|skipped|error)' "$LOGS/tests.log" | tai
   done ) &
 SAN_JOB=$!
 
+if want experiment; then
 step "pyvs run --device cuda ($IMAGES images)" run.log 150 $PY $RUN --device cuda --json "$SCRATCH/run_cuda.json"
 step "pyvs sweep --device cuda (100 images)" run.log 150 $PY $SWEEP --device cuda --out "$SCRATCH/sweep_cuda"
-wait $SAN_JOB
+fi
+wait $SAN_JOB 2>/dev/null
+if want experiment; then
 note "waiting for the CPU halves ($(left) s left)"
 wait $CPU_JOB
 cat "$SCRATCH/run_cpu.log" "$SCRATCH/sweep_cpu.log" >> "$LOGS/run.log" 2>/dev/null
@@ -114,13 +124,18 @@ print(len(rows[0]), "points;", "rows identical" if same_rows else "rows DIFFEREN
 sys.exit(0 if rows[0] and same_rows and same_tables else 1)
 PYEOF
 note "  $(grep -E 'points;' "$LOGS/run.log" | tail -1)"
+fi
 
 # Timed steps, alone on the machine.
-step "bench_op --device cuda --append" bench.log 120 $PY scripts/bench_op.py --device cuda --repeat 3 --append
-step "bench_model --device cuda --append" bench.log 90 $PY scripts/bench_model.py --device cuda \
+want bench && step "bench_op --device cuda --append" bench.log 120 $PY scripts/bench_op.py --device cuda --repeat 3 --append
+want bench && step "bench_model --device cuda --append" bench.log 90 $PY scripts/bench_model.py --device cuda \
   --weights "$WEIGHTS" --data "$PYVS_DATA" --batches 4 --append
 cp benchmarks/RESULTS.md "$LOGS/RESULTS.md"
-step "profile_model (batch 256)" profile.log 60 $PY scripts/profile_model.py --device cuda --weights "$WEIGHTS"
+want profile && step "profile_model (batch 256)" profile.log 60 $PY scripts/profile_model.py --device cuda --weights "$WEIGHTS"
+want ncu && step "ncu: scripts/kernel_cases.py" profile.log 120 ncu --clock-control none \
+  --kernel-name regex:"patch_kernel|simple_kernel" --launch-skip 1 --launch-count 3 \
+  --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
+  --section MemoryWorkloadAnalysis --section ComputeWorkloadAnalysis $PY scripts/kernel_cases.py
 
 echo
 echo "==== summary ($LOGS/summary.txt; $SECONDS s) ===="

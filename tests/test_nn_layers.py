@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from pyvs.nn import (FaultConfig, Probe, SystolicConv2d, SystolicLinear, forward_pass, set_faults,
                      systolic_layers)
 
+from conftest import cpu_and_cuda
 from tinynet import tiny
 
 
@@ -42,10 +43,11 @@ CONVS = [  # (cin, cout, kernel, stride, padding, dilation, groups)
 ]
 
 
+@pytest.mark.parametrize("device", cpu_and_cuda())
 @pytest.mark.parametrize("act", ["uint8", "int8"])
 @pytest.mark.parametrize("requant", [False, True])
 @pytest.mark.parametrize("spec", CONVS, ids=lambda s: "-".join(map(str, s)))
-def test_conv_is_exactly_the_integer_layer(spec, requant, act):
+def test_conv_is_exactly_the_integer_layer(spec, requant, act, device):
     cin, cout, k, stride, padding, dilation, groups = spec
     gen = torch.Generator().manual_seed(hash(spec) % 2**31)
     k2 = (k, k) if isinstance(k, int) else k
@@ -61,7 +63,7 @@ def test_conv_is_exactly_the_integer_layer(spec, requant, act):
     x = torch.randn(3, cin, 13, 11, generator=gen) * 3
     expected = emulate(x, w_q, layer.w_scale, bias_q, s_in, z_in, qrange,
                        conv=dict(stride=stride, padding=padding, dilation=dilation, groups=groups), out=out)
-    assert torch.equal(layer(x), expected)
+    assert torch.equal(layer.to(device)(x.to(device)).cpu(), expected)
 
 
 @pytest.mark.parametrize("requant", [False, True])

@@ -394,6 +394,23 @@ def test_cuda_matches_cpu(shape, regime, dtype):
 
 
 @needs_cuda
+@pytest.mark.parametrize("impl", IMPLS)
+def test_cuda_depthwise_output_is_groups_innermost_like_the_fake_kernel(impl):
+    # Tap-major activations (a depthwise conv's channels-last taps) give a
+    # groups-innermost output on CUDA, whatever the path, as the fake kernel says.
+    gen = torch.Generator().manual_seed(6)
+    a = layouts(rand_int8((96, 50, 9), gen, torch.uint8))["tap-major"].cuda()
+    w = rand_int8((96, 9, 1), gen).cuda()
+    p, protect = p_regime("mixed")
+    out, _ = pyvs.systolic_matmul(a, w, p, protect=protect, seed=2, impl=impl)
+    assert out.stride() == (1, 96, 1) and pyvs.ops.groups_innermost(a, 1)
+    row_major, _ = pyvs.systolic_matmul(a.contiguous(), w, p, protect=protect, seed=2, impl=impl)
+    assert row_major.is_contiguous() and torch.equal(out, row_major)
+    torch.library.opcheck(torch.ops.pyvs.systolic_matmul.default,
+                          (a, w, torch.tensor(p, dtype=torch.float64), protect, 2, 0, 0, 256, impl))
+
+
+@needs_cuda
 def test_cuda_tables_are_cached_without_changing_a_result():
     # The op keeps each (p, K)'s tables on the GPU; a new p must never be
     # served another p's tables, however close.

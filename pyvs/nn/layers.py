@@ -158,8 +158,11 @@ class SystolicConv2d(SystolicLayer):
 
     Layouts follow the data, never a copy for its own sake: a conv's output
     is channels-last in memory (the GEMM's [M, Cout] rows), and a depthwise
-    conv's is channel-major ([Cout, M]); 1x1 convs read either as their GEMM
-    operand, and depthwise convs gather their taps from channels-last rows."""
+    conv's is channel-major ([Cout, M]) on the CPU and channels-last on CUDA
+    (the op's layout there, :func:`pyvs.ops.groups_innermost`); 1x1 convs
+    read either as their GEMM operand (channels-last rows are what
+    cuBLASLt's int8 GEMM takes without a copy), and depthwise convs gather
+    their taps from channels-last rows."""
 
     def __init__(self, weight_q, w_scale, bias_q, in_scale, in_zero_point, *, stride=1, padding=0,
                  dilation=1, groups=1, **kw):
@@ -229,8 +232,11 @@ class SystolicConv2d(SystolicLayer):
         wo = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
         q = quantize(x, self.in_scale, self.in_zero_point, self.in_dtype)
         if self.depthwise:
-            acc = self.gemm(self.taps(q, ho, wo), self.gemm_weights(), ho * wo)      # [C, N*L, 1]
-            y = self.finish(acc.view(self.out_channels, n * ho * wo), channels_first=True)
+            acc = self.gemm(self.taps(q, ho, wo), self.gemm_weights(), ho * wo)[..., 0]  # [C, N*L]
+            if self.out_channels > 1 and acc.stride(0) == 1:  # channels innermost (CUDA): channels-last
+                y = self.finish(acc.t())
+                return y.view(n, ho, wo, self.out_channels).permute(0, 3, 1, 2)
+            y = self.finish(acc, channels_first=True)
             return y.view(self.out_channels, n, ho, wo).permute(1, 0, 2, 3)
         acc = self.gemm(self.im2col(q, ho, wo), self.gemm_weights(), ho * wo)       # [G, N*L, Cout/G]
         acc = acc[0] if self.groups == 1 else acc.permute(1, 0, 2).reshape(n * ho * wo, self.out_channels)
