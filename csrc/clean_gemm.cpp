@@ -54,11 +54,34 @@ at::Tensor float32_mm(const at::Tensor& a, const at::Tensor& w) {
   return acc.to(at::kInt);
 }
 
+// Whether this CPU's torch._int_mm (oneDNN's s8 x s8 GEMM) is exact. It is
+// on CPUs with VNNI; without it oneDNN shifts a to uint8 and multiplies
+// pairs into a saturating int16 (vpmaddubsw), so large products of one sign
+// clip (seen with ONEDNN_MAX_CPU_ISA=AVX2 or AVX512_CORE). Probed once per
+// process on operands that clip there; where it is inexact, the CPU takes
+// the exact float32 GEMM instead.
+bool cpu_int_mm_is_exact() {
+  static const bool exact = [] {
+    const int64_t M = 32, K = 64, N = 32;
+    at::Tensor a = at::empty({M, K}, at::kChar), w = at::empty({K, N}, at::kChar);
+    auto* A = a.data_ptr<int8_t>();
+    auto* W = w.data_ptr<int8_t>();
+    for (int64_t i = 0; i < M * K; ++i) A[i] = int8_t(i / K < 4 ? (i / K % 2 ? -128 : 127) : (i * 37 + 11) % 256 - 128);
+    for (int64_t i = 0; i < K * N; ++i) W[i] = int8_t(i % N < 4 ? (i % N % 2 ? 127 : -128) : (i * 53 + 5) % 256 - 128);
+    const auto [ap, wp] = int_mm_operands(a, w);
+    const at::Tensor got = at::_int_mm(ap, wp);
+    return at::equal(got.to(at::kLong), at::mm(a.to(at::kLong), w.to(at::kLong)));
+  }();
+  return exact;
+}
+
 // a [M, K] int8, w [K, N] int8 -> exact int32 [M, N] (mod 2^32) by
-// torch._int_mm. A shape that cuBLASLt still refuses falls back to the exact
-// float32 GEMM on the same device: slower, same bits.
+// torch._int_mm. A shape that cuBLASLt still refuses, or a CPU whose int8
+// GEMM is inexact, falls back to the exact float32 GEMM on the same device:
+// slower, same bits.
 at::Tensor int_mm(const at::Tensor& a, const at::Tensor& w) {
   const int64_t M = a.size(0), N = w.size(1);
+  if (a.is_cpu() && !cpu_int_mm_is_exact()) return float32_mm(a.unsqueeze(0), w.unsqueeze(0))[0];
   const auto [ap, wp] = int_mm_operands(a, w);
   try {
     return at::_int_mm(ap, wp).narrow(0, 0, M).narrow(1, 0, N);

@@ -38,6 +38,13 @@ RequantizeCall prepare_requantize(const at::Tensor& acc, const at::Tensor& offse
                         offset.device() == acc.device() && multiplier.device() == acc.device(),
                     "requantize: offset (int32) and multiplier (float32) need one entry per channel, "
                     "on acc's device");
+  // The values are clamped to +-2^22 before rounding (requantize.h): exact
+  // only while the output range lies inside that.
+  TORCH_CHECK_VALUE(lo <= hi && lo >= -(int64_t(1) << 22) && hi <= (int64_t(1) << 22),
+                    "requantize: the output range must satisfy -2^22 <= lo <= hi <= 2^22, got lo=", lo,
+                    " hi=", hi);
+  TORCH_CHECK_VALUE(std::isfinite(out_scale) && out_scale > 0,
+                    "requantize: out_scale must be a positive number, got ", out_scale);
   RequantizeCall c;
   c.acc = acc.contiguous();
   c.offset = offset.contiguous();

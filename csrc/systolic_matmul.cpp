@@ -293,6 +293,8 @@ std::tuple<at::Tensor, at::Tensor> int_mm_operands_op(const at::Tensor& a, const
 
 TORCH_LIBRARY(pyvs, m) {
   m.set_python_module("pyvs.ops");
+  // rows=256 mirrors pyvs.hardware.ROWS (the default array height; a test
+  // checks that they agree).
   m.def(
       "systolic_matmul(Tensor a, Tensor w, Tensor p_bits, int protect=0, "
       "int seed=0, int layer=0, int row_offset=0, int rows=256, "

@@ -10,7 +10,8 @@ import functools
 from typing import Dict
 
 from .energy import EnergyParams, inference_energy
-from .latency import ArrayConfig, latency_overhead, model_cycles
+from .hardware import ArrayConfig
+from .latency import latency_overhead, model_cycles
 
 GemmShapes = Dict[str, tuple]  # layer name -> (groups, GEMM rows per image, K, N per group)
 
@@ -63,10 +64,23 @@ class Workload:
         return sum(self.macs_by_layer.values())
 
     @functools.cached_property
+    def utilization(self) -> float:
+        """Busy PE-cycles over all PE-cycles of an inference (one MAC keeps
+        one PE busy for one cycle), a fraction."""
+        pe_cycles = self.array.rows * self.array.cols * self.cycles
+        return self.macs / pe_cycles if pe_cycles else 0.0
+
+    @functools.cached_property
+    def baseline(self) -> Dict[str, float]:
+        """Energy per image at the nominal voltage, without protection or
+        replays, J: dynamic, leakage and total."""
+        e = inference_energy(self.array.v_nominal, self.macs, self.cycles, 0, 0.0, self.energy, self.array)
+        return {"dynamic_j": e["dynamic"], "leakage_j": e["leakage"], "total_j": e["total"]}
+
+    @functools.cached_property
     def baseline_j(self) -> float:
         """Energy per image at the nominal voltage, without protection or replays, J."""
-        return inference_energy(self.energy.v_nominal, self.macs, self.cycles, 0, 0.0, self.energy,
-                                self.array)["total"]
+        return self.baseline["total_j"]
 
     def costs(self, volts: float, protected_bits: int, replays_by_layer: Dict[str, float]) -> Costs:
         """At ``volts`` (V) with ``protected_bits`` Razor bits and

@@ -46,6 +46,10 @@ def load_image(path: str) -> torch.Tensor:
         # torchvision prefixes its messages with the C++ source location: keep the reason
         why = re.sub(r"^\w+, \S+:\d+, ", "", (str(e).splitlines() or [type(e).__name__])[0])
         raise ValueError(f"cannot read image {path!r}: {why}") from None
+    if img.dtype == torch.uint16:  # a 16-bit PNG: its top 8 bits are the 8-bit image
+        img = (img.to(torch.int32) >> 8).to(torch.uint8)
+    elif img.dtype != torch.uint8:
+        raise ValueError(f"cannot read image {path!r}: {img.dtype} pixels (8- or 16-bit images only)")
     if tuple(img.shape[1:]) != (SIZE, SIZE):
         img = TF.center_crop(TF.resize(img, [RESIZE], antialias=True), [SIZE, SIZE])
     return img
@@ -82,19 +86,33 @@ def _labelled_folder(root: str) -> ImageList:
     labels = os.path.join(root, "labels.csv")
     images = os.path.join(root, "imagenet_sample_224")
     images = images if os.path.isdir(images) else root
-    with open(labels, newline="") as f:
-        rows = list(csv.DictReader(f))
+    try:
+        with open(labels, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{labels!r} is not UTF-8 text ({e.reason} at byte {e.start})") from None
     if not rows or not {"file", "class_index"} <= set(rows[0]):
         raise ValueError(f"{labels!r} must have the columns file,class_index")
     try:
-        items = [(os.path.join(images, r["file"]), integer(int(r["class_index"]), "class_index", 0, 999))
+        items = [(_inside(images, r["file"], labels), integer(int(r["class_index"]), "class_index", 0, 999))
                  for r in rows]
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{labels!r}: a class_index is not an integer in [0, 999] ({e})") from None
+        raise ValueError(f"{labels!r}: {e}" if "outside" in str(e) else
+                         f"{labels!r}: a class_index is not an integer in [0, 999] ({e})") from None
     missing = [p for p, _ in items if not os.path.isfile(p)]
     if missing:
         raise ValueError(f"{len(missing)} images listed in {labels!r} are missing, e.g. {missing[0]!r}")
     return ImageList(items)
+
+
+def _inside(folder: str, name, labels: str) -> str:
+    """The path of a file labels.csv names, which must lie inside ``folder``."""
+    if not isinstance(name, str) or not name:
+        raise ValueError("a row has no file name")
+    path = os.path.realpath(os.path.join(folder, name))
+    if os.path.commonpath([path, os.path.realpath(folder)]) != os.path.realpath(folder):
+        raise ValueError(f"the file {name!r} lies outside the data folder")
+    return os.path.join(folder, name)
 
 
 def _wnid_folder(root: str) -> ImageList:

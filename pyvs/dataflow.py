@@ -1,6 +1,7 @@
 """What the PEs of the array see: operand pairs captured from a converted
-model's layers as data flows through the weight-stationary array, and the
-per-layer timing-error tables of the event-driven model made from them.
+model's layers as data flows through the weight-stationary array, for the
+per-layer timing-error tables of the event-driven model
+(:class:`pyvs.timing.LayerTiming`).
 
     voltage -> error table -> op -> layer -> model -> evaluation -> report
     (per-layer error tables need the model's data: this module closes the loop)
@@ -27,12 +28,10 @@ import torch
 
 from .data import normalize
 from .distributed import World
+from .hardware import ACC_BITS, ROWS
 from .nn.layers import model_width, set_faults, stream_id
 from .nn.probe import forward_pass
-from .timing.dynamic import EventModel
-from .timing.events import Histograms
-from .timing.operands import Pairs
-from .timing.probabilities import TimingOptions
+from .timing import LayerTiming, Pairs, TimingSpec
 
 _FIELDS = ("prev_a", "a", "w", "prev_x", "x")
 
@@ -47,7 +46,7 @@ class Capture:
     image's global index, what the candidates depend on. Which pairs are
     kept depends on neither the batching nor the number of processes."""
 
-    def __init__(self, samples: int = 4096, per_image: int = 256, acc_bits: int = 32, rows: int = 256,
+    def __init__(self, samples: int = 4096, per_image: int = 256, acc_bits: int = ACC_BITS, rows: int = ROWS,
                  seed: int = 0):
         if min(samples, per_image, rows) < 1:
             raise ValueError(f"Capture: samples, per_image and rows must be >= 1, got {samples}, "
@@ -124,7 +123,7 @@ def calibration_images(batches: Sequence, images: int, world: World = World(),
 
 @torch.no_grad()
 def capture_pairs(model: torch.nn.Module, images: torch.Tensor, device: str = "cpu", samples: int = 4096,
-                  per_image: int = 256, acc_bits: int = 32, rows: int = 256, seed: int = 0) -> Dict[str, Pairs]:
+                  per_image: int = 256, acc_bits: int = ACC_BITS, rows: int = ROWS, seed: int = 0) -> Dict[str, Pairs]:
     """Runs the fault-free model on ``images`` ([n, 3, H, W], n >= 2) and
     returns the operand pairs of every systolic layer (those it could pair)."""
     if len(images) < 2:
@@ -140,70 +139,18 @@ def capture_pairs(model: torch.nn.Module, images: torch.Tensor, device: str = "c
     return found
 
 
-class LayerTiming:
-    """The event-driven model's histograms of every layer, from its
-    captured pairs: per-layer error tables at any voltage, clock or
-    guard-band, at no further cost. ``provenance``: how the pairs were
-    captured (recorded in the tables)."""
-
-    def __init__(self, model: EventModel, histograms: Dict[str, Histograms], provenance: Optional[dict] = None):
-        self.model, self.histograms, self.provenance = model, histograms, dict(provenance or {})
-
-    @classmethod
-    def from_pairs(cls, model: EventModel, pairs: Dict[str, Pairs],
-                   provenance: Optional[dict] = None) -> "LayerTiming":
-        if not pairs:
-            raise ValueError("no operand pairs: capture them from a model first")
-        provenance = dict(provenance or {}, pairs={n: len(p) for n, p in pairs.items()})
-        return cls(model, {name: model.histograms(p) for name, p in pairs.items()}, provenance)
-
-    @classmethod
-    def capture(cls, model: torch.nn.Module, images: torch.Tensor, options: TimingOptions, device: str = "cpu",
-                samples: int = 4096, per_image: int = 256, rows: int = 256) -> "LayerTiming":
-        """Captures a converted model's operand pairs on ``images`` (see
-        :func:`capture_pairs`) and simulates them with ``options``' technology."""
-        acc_bits = model_width(model)
-        pairs = capture_pairs(model, images, device, samples, per_image, acc_bits, rows, options.seed)
-        event = EventModel(acc_bits, options.tech, options.adder, options.design_freq_ghz)
-        return cls.from_pairs(event, pairs, {"kind": "captured", "images": len(images), "pairs_per_layer": samples,
-                                             "per_image": per_image, "rows": rows})
-
-    def tables(self, voltages: Sequence[float], freq_ghz: float, guard_band: Optional[float] = None,
-               late: bool = False) -> Dict[str, np.ndarray]:
-        """Per layer: P(wrong) (or P(late)), float64 [len(voltages), W]."""
-        out = {}
-        for name, h in self.histograms.items():
-            wrong, lateness = self.model.probabilities(h, voltages, freq_ghz, guard_band)
-            out[name] = lateness if late else wrong
-        return out
-
-    def table(self, voltages: Sequence[float], freq_ghz: float, macs: Dict[str, int], params: dict,
-              guard_band: Optional[float] = None):
-        """The :class:`pyvs.timing.ErrorTable` of the layers at ``voltages``
-        (V) and ``freq_ghz`` (GHz): per-layer P(wrong) rows, "p" their
-        MAC-weighted mean (``macs``: layer -> MACs per image, in the model's
-        order). A layer that got no pair (one image and one row per image)
-        takes the mean. ``params``: the timing options' description;
-        guard_band: overrides the technology's (fraction)."""
-        from .timing.table import ErrorTable
-
-        volts = sorted(voltages)
-        tables = self.tables(volts, freq_ghz, guard_band)
-        mean = mac_weighted(tables, macs)
-        missing = [n for n in macs if n not in tables]
-        params = dict(params, operands=dict(self.provenance, layers_without_pairs=missing))
-        layers = {n: (tables[n] if n in tables else mean).tolist() for n in macs}
-        return ErrorTable(volts, mean.tolist(), float(freq_ghz), self.model.acc_bits, params, layers)
+def layer_timing(model: torch.nn.Module, images: torch.Tensor, spec: TimingSpec, device: str = "cpu",
+                 rows: int = ROWS, per_image: int = 256) -> LayerTiming:
+    """The event-driven model's per-layer histograms of a converted model:
+    its operand pairs captured on ``images`` (:func:`capture_pairs`,
+    ``spec.pairs_per_layer`` per layer) and simulated with ``spec``'s
+    technology."""
+    acc_bits = model_width(model)
+    pairs = capture_pairs(model, images, device, spec.pairs_per_layer, per_image, acc_bits, rows, spec.options.seed)
+    return spec.layer_timing(pairs, acc_bits, {"kind": "captured", "images": len(images),
+                                               "pairs_per_layer": spec.pairs_per_layer,
+                                               "per_image": per_image, "rows": rows})
 
 
-def mac_weighted(tables: Dict[str, np.ndarray], macs: Dict[str, int]) -> np.ndarray:
-    """The MAC-weighted mean of per-layer tables [V, W]: the rate per MAC of
-    one inference."""
-    total = sum(macs.get(n, 0) for n in tables)
-    if total <= 0:
-        raise ValueError("mac_weighted: no MACs for the tables' layers")
-    return sum(t * macs.get(n, 0) for n, t in tables.items()) / total
-
-
-__all__ = ["Capture", "calibration_images", "capture_pairs", "LayerTiming", "mac_weighted"]
+__all__ = ["Capture", "calibration_images", "capture_pairs", "layer_timing"]
 

@@ -23,6 +23,18 @@ import torch.distributed as dist
 SHARD_RULE = "contiguous blocks by global image index: rank r of R takes [n*r//R, n*(r+1)//R)"
 
 
+def _env_int(name: str, default, minimum: int) -> int:
+    """An integer from the environment (torchrun's variables), checked."""
+    text = os.environ.get(name, default)
+    try:
+        value = int(text)
+    except (TypeError, ValueError):
+        raise ValueError(f"the environment variable {name}={text!r} is not an integer") from None
+    if value < minimum:
+        raise ValueError(f"the environment variable {name}={value} must be >= {minimum}")
+    return value
+
+
 @dataclasses.dataclass(frozen=True)
 class World:
     """This process's place in the job: rank, size, local rank (its GPU)."""
@@ -36,10 +48,15 @@ class World:
         """The world torchrun describes in the environment (RANK, WORLD_SIZE,
         LOCAL_RANK), with its process group started: NCCL for ``device``
         cuda, gloo for cpu. One process when there is no torchrun."""
-        size = int(os.environ.get("WORLD_SIZE", "1"))
+        size = _env_int("WORLD_SIZE", "1", 1)
         if size <= 1:
             return cls()
-        world = cls(int(os.environ["RANK"]), size, int(os.environ.get("LOCAL_RANK", "0")))
+        if "RANK" not in os.environ:
+            raise ValueError(f"WORLD_SIZE is {size} but RANK is not set: launch with torchrun, or unset WORLD_SIZE")
+        rank = _env_int("RANK", None, 0)
+        if rank >= size:
+            raise ValueError(f"RANK {rank} is not below WORLD_SIZE {size}: this process has no place in the job")
+        world = cls(rank, size, _env_int("LOCAL_RANK", "0", 0))
         cuda = torch.device(device).type == "cuda"
         if cuda:
             torch.cuda.set_device(world.local_rank)

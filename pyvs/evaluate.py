@@ -10,13 +10,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Dict, Iterable, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 import torch
 from tqdm import tqdm
 
 from .data import normalize
 from .distributed import World
+from .hardware import ACC_BITS
 from .nn.probe import GemmShape, Probe, forward_pass
 
 
@@ -76,15 +77,90 @@ class Evaluation:
     def images_per_s(self) -> float:
         return self.n / self.seconds if self.seconds > 0 else float("inf")
 
-    def accuracy(self) -> dict:
-        """The accuracies as a flat dict: n, top1, top1_lo, top1_hi, top5, ...,
-        seconds, images_per_s (fractions, seconds)."""
-        row = {"n": self.n}
-        for name, rate in (("top1", self.top1), ("top5", self.top5)):
-            row[name] = rate.value
-            row[f"{name}_lo"], row[f"{name}_hi"] = rate.interval
-        row["seconds"], row["images_per_s"] = self.seconds, self.images_per_s
-        return row
+    def accuracy(self, clean_top1: Optional[float] = None) -> "Accuracy":
+        """The accuracies; ``clean_top1``: the golden run's top-1, for the
+        losses (None: this is the golden run, no loss)."""
+        # The golden run agrees with itself exactly: no interval.
+        agree = _rate(self.agree) if self.agree is not None else (1.0, 1.0, 1.0)
+        clean = self.top1.value if clean_top1 is None else clean_top1
+        return Accuracy(self.n, *_rate(self.top1), *_rate(self.top5), *agree,
+                        top1_loss=clean - self.top1.value, agree_loss=1.0 - agree[0])
+
+    def counts_of(self, n_images: int) -> "Counts":
+        """The timing errors counted, totals and per image of ``n_images``."""
+        injected, corrected = int(self.counts[0].sum()), int(self.counts[1].sum())
+        return Counts(injected=injected, corrected=corrected, injected_per_image=injected / n_images,
+                      corrected_per_image=corrected / n_images,
+                      corrected_per_layer={n: float(c[1].sum()) / n_images for n, c in self.per_layer.items()},
+                      injected_per_bit=self.counts[0].tolist(), corrected_per_bit=self.counts[1].tolist())
+
+
+def _rate(r: Rate) -> Tuple[float, float, float]:
+    return (r.value, *r.interval)
+
+
+@dataclasses.dataclass(frozen=True)
+class Accuracy:
+    """What one evaluation scored: fractions with 95 % Wilson intervals
+    (``*_lo``, ``*_hi``) over n images. agree: top-1 agreement with the
+    golden run (1 for the golden run itself); top1_loss: the golden run's
+    top-1 minus this top-1; agree_loss: 1 - agree."""
+
+    n: int
+    top1: float
+    top1_lo: float
+    top1_hi: float
+    top5: float
+    top5_lo: float
+    top5_hi: float
+    agree: float
+    agree_lo: float
+    agree_hi: float
+    top1_loss: float
+    agree_loss: float
+
+    def meets(self, budget: float) -> bool:
+        """Whether both losses are within ``budget`` (fraction)."""
+        return self.agree_loss <= budget + 1e-12 and self.top1_loss <= budget + 1e-12
+
+
+@dataclasses.dataclass
+class Golden:
+    """The fault-free run: top-5 predictions int64 [N, 5], its accuracy,
+    its wall time (s) and the GEMM shape of every layer (groups, rows per
+    image, K, N per group), in the model's order."""
+
+    pred: torch.Tensor
+    accuracy: Accuracy
+    seconds: float
+    shapes: Dict[str, GemmShape]
+
+    @property
+    def top1(self) -> float:
+        return self.accuracy.top1
+
+    @property
+    def images_per_s(self) -> float:
+        return self.accuracy.n / self.seconds if self.seconds > 0 else float("inf")
+
+
+@dataclasses.dataclass(frozen=True)
+class Counts:
+    """Timing errors of one evaluation: injected (flipped a bit) and
+    corrected (Razor replays), over the data set and per image; per layer
+    (corrected per image) and per accumulator bit (totals, LSB first)."""
+
+    injected: int
+    corrected: int
+    injected_per_image: float
+    corrected_per_image: float
+    corrected_per_layer: Dict[str, float]
+    injected_per_bit: List[int]
+    corrected_per_bit: List[int]
+
+    @classmethod
+    def none(cls, acc_bits: int) -> "Counts":
+        return cls(0, 0, 0.0, 0.0, {}, [0] * acc_bits, [0] * acc_bits)
 
 
 def top_classes(logits: torch.Tensor, k: int = 5) -> torch.Tensor:
@@ -127,7 +203,7 @@ def predict(model: torch.nn.Module, batches: Iterable, device: str = "cpu", desc
 
 def evaluate(model: torch.nn.Module, batches: Iterable, golden: Optional[torch.Tensor] = None,
              device: str = "cpu", desc: str = "evaluating", progress: bool = True,
-             acc_bits: int = 32, world: World = World(), first_image: int = 0) -> Evaluation:
+             acc_bits: int = ACC_BITS, world: World = World(), first_image: int = 0) -> Evaluation:
     """Evaluates ``model`` on ``batches`` (see :func:`predict`); ``golden``:
     the golden run's predictions, int64 [N, 5]; ``acc_bits``: the width of
     the summed counts. Under torchrun, ``batches`` are this rank's shard,

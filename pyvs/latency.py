@@ -1,7 +1,8 @@
 """Cycle counts of a weight-stationary R x C systolic array, and the latency
 of Razor replays.
 
-The array (TPU v1-like, default 256 x 256 at 0.7 GHz) holds a R x C tile of
+The array (:class:`pyvs.hardware.ArrayConfig`; TPU v1-like, default 256 x
+256 at 0.7 GHz) holds a R x C tile of
 weights; activation rows stream in from the left, partial sums flow down the
 R rows, and each column's result leaves at the bottom. One GEMM of M rows,
 reduction length K and N columns (per group) is run tile by tile:
@@ -37,33 +38,10 @@ Latency overhead = stall cycles / base cycles, per layer and per inference.
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Dict, Tuple
 
-
-@dataclasses.dataclass(frozen=True)
-class ArrayConfig:
-    """rows R, cols C (PEs); freq_ghz (GHz); replay_cycles (cycles per
-    corrected error); overlap_weight_load (double-buffered weights); batch
-    (images per weight load)."""
-
-    rows: int = 256
-    cols: int = 256
-    freq_ghz: float = 0.7
-    replay_cycles: int = 1
-    overlap_weight_load: bool = False
-    batch: int = 1
-
-    def __post_init__(self):
-        if self.rows < 1 or self.cols < 1:
-            raise ValueError(f"array must have at least 1 x 1 PEs, got {self.rows} x {self.cols}")
-        if not self.freq_ghz > 0:
-            raise ValueError(f"freq_ghz must be positive, got {self.freq_ghz}")
-        if self.replay_cycles < 0:
-            raise ValueError(f"replay_cycles must be >= 0, got {self.replay_cycles}")
-        if self.batch < 1:
-            raise ValueError(f"batch must be >= 1, got {self.batch}")
+from .hardware import ArrayConfig
 
 
 def gemm_cycles(M: int, K: int, N: int, groups: int = 1, array: ArrayConfig = ArrayConfig()) -> int:

@@ -13,6 +13,7 @@ import torch
 from . import _C  # noqa: F401  (loads the library and registers the ops)
 from .accumulator import MAX_BITS, MIN_BITS
 from .checks import integer
+from .hardware import ROWS
 
 __all__ = ["systolic_matmul", "as_p_bits", "IMPLS"]
 
@@ -25,7 +26,11 @@ def as_p_bits(p_bits: Union[torch.Tensor, Sequence[float]]) -> torch.Tensor:
     width in bits, LSB first). Tensors keep their device; sequences go to CPU."""
     if isinstance(p_bits, torch.Tensor):
         return p_bits
-    return torch.tensor(list(p_bits), dtype=torch.float64)
+    try:
+        return torch.tensor(list(p_bits), dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"systolic_matmul: p_bits must be a float64 tensor [W] or a sequence of probabilities, "
+                        f"got {type(p_bits).__name__}") from None
 
 
 def seed64(seed: int) -> int:
@@ -44,25 +49,19 @@ def systolic_matmul(
     seed: int = 0,
     layer: int = 0,
     row_offset: int = 0,
-    rows: int = 256,
+    rows: int = ROWS,
     *,
     impl: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Integer matmul on a simulated weight-stationary systolic array, with a
-    timing error drawn for every bit of every MAC's accumulator output.
-
-    For every output (m, n) and every K-tile of ``rows`` MACs, a W-bit partial
-    sum s starts at 0; for each k of the tile in order,
-    ``s = wrap_W(s + a[m, k] * w[k, n])``; then each bit b of s independently
-    suffers a timing error with probability ``p_bits[b]``: if bit b is set in
-    ``protect`` the error is detected and corrected (s unchanged, counted as a
-    replay), otherwise bit b of s flips (counted as injected). After the tile,
-    ``sign_extend_W(s)`` is added into the int32 output (wrapping mod 2^32).
-
-    The events are a pure function of (seed, layer, global row, global column,
-    k, bit): results are bit-identical whatever the thread count, the
-    batching of rows (given matching ``row_offset``), the tile height and the
-    device, and equal :func:`pyvs.reference.systolic_matmul`.
+    timing error drawn for every bit of every MAC's W-bit partial sum: a
+    protected bit's error is corrected (a Razor replay), any other flips
+    the bit. The law, the event drawing and the random numbers are
+    specified once, in ``csrc/fault_model.h`` (docs/op.md); the events are a
+    pure function of (seed, layer, global row, global column, k, bit), so
+    the result is bit-identical for any thread count, batching (given
+    matching ``row_offset``), tile height, path and device, and equals
+    :func:`pyvs.reference.systolic_matmul`.
 
     Args:
         a (Tensor[M, K] or Tensor[G, M, K], int8 or uint8): activations.
@@ -132,7 +131,7 @@ def _check_shapes(a, w, p_bits, protect, layer, row_offset, rows, impl):
 
 
 @torch.library.register_fake("pyvs::systolic_matmul")
-def _systolic_matmul_fake(a, w, p_bits, protect=0, seed=0, layer=0, row_offset=0, rows=256,
+def _systolic_matmul_fake(a, w, p_bits, protect=0, seed=0, layer=0, row_offset=0, rows=ROWS,
                           impl="auto"):
     W = _check_shapes(a, w, p_bits, protect, layer, row_offset, rows, impl)
     stats = a.new_empty((2, W), dtype=torch.int64)
@@ -165,7 +164,8 @@ def requantize(acc: torch.Tensor, offset: torch.Tensor, multiplier: torch.Tensor
                out_scale: float, channel_dim: int = 1) -> torch.Tensor:
     """int32 acc [R, C] -> float32 [R, C]: clamp(round(float32(acc + offset[c])
     * multiplier[c]), lo, hi) * out_scale, c the channel (dim ``channel_dim``);
-    one pass. Definition: :func:`pyvs.reference.requantize`."""
+    one pass; -2^22 <= lo <= hi <= 2^22 (an 8-bit grid minus its zero point
+    is far inside). Definition: :func:`pyvs.reference.requantize`."""
     return torch.ops.pyvs.requantize(acc, offset, multiplier, int(lo), int(hi), float(out_scale),
                                      int(channel_dim))
 
@@ -180,4 +180,7 @@ def _quantize_fake(x, scale, zero_point, unsigned_):
 def _requantize_fake(acc, offset, multiplier, lo, hi, out_scale, channel_dim):
     torch._check_value(acc.dim() == 2 and acc.dtype == torch.int32 and channel_dim in (0, 1),
                        lambda: "requantize: acc must be int32 [R, C] and channel_dim 0 or 1")
+    torch._check_value(-(1 << 22) <= lo <= hi <= (1 << 22),
+                       lambda: f"requantize: the output range must satisfy -2^22 <= lo <= hi <= 2^22, got "
+                       f"lo={lo} hi={hi}")
     return acc.new_empty(acc.shape, dtype=torch.float32)

@@ -12,6 +12,8 @@ from typing import Sequence, Union
 
 import torch
 
+from .hardware import ROWS
+
 __all__ = ["philox4x32_10", "screen_word", "uniform62", "fault_tables", "systolic_matmul"]
 
 _M32 = 0xFFFFFFFF
@@ -185,7 +187,7 @@ def systolic_matmul(
     seed: int = 0,
     layer: int = 0,
     row_offset: int = 0,
-    rows: int = 256,
+    rows: int = ROWS,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Reference for :func:`pyvs.ops.systolic_matmul` (same arguments, same
     results, no input validation beyond what the loop needs). CPU only."""

@@ -6,28 +6,18 @@ files only (:mod:`pyvs.results`), never models.
 """
 from __future__ import annotations
 
-import dataclasses
+import json
 import os
-from collections import defaultdict
-from typing import Dict, List, Tuple
+from typing import List, Optional, Tuple
 
 from . import plots
 from .accumulator import describe_mask
-from .results import PointResult, load_results
+from .files import atomic_write
+from .hardware import V_NOMINAL
+from .results import PointResult, by_strategy, load_results
+from .slack import SlackStudy
+from .strategies import Budget
 from .timing import load_table
-
-
-def by_strategy(rows: List[PointResult]) -> Dict[str, List[dict]]:
-    """Rows per strategy, numeric fields averaged over seeds, sorted by voltage."""
-    groups: Dict[tuple, List[dict]] = defaultdict(list)
-    for r in rows:
-        groups[(r.strategy, r.voltage)].append(dataclasses.asdict(r))
-    out: Dict[str, List[dict]] = defaultdict(list)
-    for (s, v), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1])):
-        avg = {k: sum(r[k] for r in rs) / len(rs) for k in rs[0] if isinstance(rs[0][k], (int, float))}
-        avg.update(strategy=s, voltage=v, seeds=len(rs), protect=rs[0]["protect"])
-        out[s].append(avg)
-    return out
 
 
 def pareto_front(points: List[Tuple[float, float]]) -> List[int]:
@@ -41,57 +31,94 @@ def pareto_front(points: List[Tuple[float, float]]) -> List[int]:
     return sorted(front, key=lambda i: points[i][0])
 
 
-LATENCY_LIMIT = 0.01  # latency overhead above which a point is flagged (1 %)
-
-
-def flags(r: PointResult, latency_limit: float = LATENCY_LIMIT) -> str:
-    """Why a point is not the saving it may look like: it costs more energy
-    than the nominal voltage, or its replays cost more latency than the limit."""
+def flags(r: PointResult, budget: Budget = Budget()) -> str:
+    """Why a point is not an operating point within ``budget``: it costs more
+    energy than the nominal supply, its replays cost more latency, or it
+    loses more top-1 or golden agreement than the budget allows."""
     out = []
-    if r.energy_saving < 0:
+    if r.costs.energy_saving < 0:
         out.append("more energy than nominal")
-    if r.latency_overhead > latency_limit:
-        out.append(f"latency > {100 * latency_limit:g} %")
+    if r.costs.latency_overhead > budget.latency:
+        out.append(f"latency > {100 * budget.latency:g} %")
+    if r.accuracy.top1_loss > budget.accuracy + 1e-12:
+        out.append(f"top-1 loss > {100 * budget.accuracy:g} points")
+    if r.accuracy.agree_loss > budget.accuracy + 1e-12:
+        out.append(f"agreement loss > {100 * budget.accuracy:g} points")
     return "; ".join(out)
 
 
-def markdown_table(rows: List[PointResult], meta: dict, latency_limit: float = LATENCY_LIMIT) -> str:
+def verdict(rows: List[PointResult], budget: Budget = Budget()) -> Optional[PointResult]:
+    """The answer of a sweep: the point at the lowest voltage that meets the
+    budget (no flag), the largest energy saving among those; None if none does."""
+    ok = [r for r in rows if not flags(r, budget) and r.strategy != "auto-search"]
+    return min(ok, key=lambda r: (r.voltage, -r.costs.energy_saving, r.strategy), default=None)
+
+
+def verdict_line(rows: List[PointResult], budget: Budget = Budget()) -> str:
+    within = (f"within {100 * budget.accuracy:g} points of top-1 and of golden agreement and "
+              f"{100 * budget.latency:g} % latency")
+    best = verdict(rows, budget)
+    if best is None:
+        return f"No point is {within}."
+    bits = describe_mask(best.mask)
+    bits = bits if bits == "none" else ("bit " if bits.isdigit() else "bits ") + bits
+    return (f"Lowest voltage {within}: {best.voltage:.3f} V, {best.strategy} (protects {bits}), "
+            f"{100 * best.costs.energy_saving:.1f} % less energy, "
+            f"{100 * best.costs.latency_overhead:.3g} % latency, top-1 {100 * best.accuracy.top1:.1f} %.")
+
+
+def markdown_table(rows: List[PointResult], meta: dict, budget: Budget = Budget()) -> str:
     lines = ["| V | strategy | protected bits | top-1 (%) [95 % CI] | golden agreement (%) | "
-             "corrected / image | injected / image | latency overhead | energy saving | flags |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "corrected / image | injected / image | latency overhead | energy saving | "
+             "energy, uJ: dynamic / leakage / Razor | flags |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in sorted(rows, key=lambda r: (-r.voltage, r.strategy, r.seed)):
+        a, c, k = r.accuracy, r.counts, r.costs
         lines.append(
-            f"| {r.voltage:.3f} | {r.strategy} | {describe_mask(r.mask)} | {100 * r.top1:.1f} "
-            f"[{100 * r.top1_lo:.1f}, {100 * r.top1_hi:.1f}] | {100 * r.agree:.1f} | "
-            f"{r.corrected_per_image:.3g} | {r.injected_per_image:.3g} | "
-            f"{100 * r.latency_overhead:.3g} % | {100 * r.energy_saving:.1f} % | {flags(r, latency_limit)} |")
+            f"| {r.voltage:.3f} | {r.strategy} | {describe_mask(r.mask)} | {100 * a.top1:.1f} "
+            f"[{100 * a.top1_lo:.1f}, {100 * a.top1_hi:.1f}] | {100 * a.agree:.1f} | "
+            f"{c.corrected_per_image:.3g} | {c.injected_per_image:.3g} | "
+            f"{100 * k.latency_overhead:.3g} % | {100 * k.energy_saving:.1f} % | "
+            f"{1e6 * k.energy_dynamic_j:.3g} / {1e6 * k.energy_leakage_j:.3g} / {1e6 * k.energy_razor_j:.3g} | "
+            f"{flags(r, budget)} |")
+    return _head(meta, budget) + "\n\n" + "\n".join(lines) + "\n\n" + verdict_line(rows, budget) + "\n"
+
+
+def _head(meta: dict, budget: Budget) -> str:
     clean = meta.get("clean", {})
-    nominal = meta.get("energy", {}).get("v_nominal", 0.9)
-    head = (f"Fault-free: top-1 {100 * clean.get('top1', float('nan')):.1f} % on "
+    nominal = meta.get("array", {}).get("v_nominal", V_NOMINAL)
+    timing = meta.get("timing", {}).get("model") or meta.get("timing_model", "?")
+    base = meta.get("baseline_energy", {})
+    energy = (f"; of that {100 * base['dynamic_j'] / base['total_j']:.0f} % dynamic and "
+              f"{100 * base['leakage_j'] / base['total_j']:.0f} % leakage: the array is "
+              f"{100 * meta.get('utilization', float('nan')):.2g} % busy" if base else "")
+    return (f"Fault-free: top-1 {100 * clean.get('top1', float('nan')):.1f} % on "
             f"{meta.get('n_images', '?')} images; {meta.get('macs_per_image', 0) / 1e6:.0f} M MACs and "
-            f"{meta.get('base_cycles_per_image', 0) / 1e3:.0f} k cycles per image; baseline energy "
-            f"{1e6 * meta.get('baseline_energy_j', float('nan')):.1f} uJ at {nominal} V. Flags: a point "
-            f"that costs more energy than {nominal} V without protection, or whose replays add more "
-            f"than {100 * latency_limit:g} % latency, is not a useful operating point whatever its accuracy.")
-    return head + "\n\n" + "\n".join(lines) + "\n"
+            f"{meta.get('base_cycles_per_image', 0) / 1e3:.0f} k cycles per image; timing model {timing}. "
+            f"Baseline energy {1e6 * meta.get('baseline_energy_j', float('nan')):.1f} uJ per image at {nominal} V"
+            f"{energy}. Flags: a point that costs more energy than {nominal} V without protection, whose replays "
+            f"add more than {100 * budget.latency:g} % latency, or that loses more than "
+            f"{100 * budget.accuracy:g} points of top-1 or of golden agreement is not an operating point "
+            "within the budget.")
 
 
-def report(out_dir: str, latency_limit: float = LATENCY_LIMIT) -> List[str]:
+def report(out_dir: str, budget: Budget = Budget()) -> List[str]:
     """Writes the plots and results.md into out_dir; returns their paths.
-    latency_limit: latency overhead (fraction) above which a point is flagged."""
+    ``budget``: what a point must meet not to be flagged (and the verdict)."""
     rows, search, meta = load_results(out_dir)
     if not rows:
         raise ValueError(f"{out_dir!r} holds no sweep results (results.json)")
     path = lambda name: os.path.join(out_dir, name)  # noqa: E731
     series = by_strategy(rows)
-    title = f"{meta.get('model', 'model')} on {meta.get('n_images', '?')} images, {meta.get('freq_ghz', '?')} GHz"
+    title = (f"{meta.get('model', 'model')} on {meta.get('n_images', '?')} images, "
+             f"{meta.get('array', {}).get('freq_ghz', '?')} GHz")
     plots.accuracy_vs_voltage(series, meta.get("clean", {}).get("top1"), title, path("accuracy_vs_voltage.png"))
     plots.metric_vs_voltage(series, "energy_saving", "energy saving vs. the nominal voltage (%)",
                             path("energy_saving.png"))
     plots.metric_vs_voltage(series, "latency_overhead", "latency overhead (%)", path("latency_overhead.png"),
                             symlog=1e-3)
     points = rows + search
-    xy = [(r.energy_saving, max(r.agree_loss, r.top1_loss)) for r in points]
+    xy = [(r.costs.energy_saving, max(r.accuracy.agree_loss, r.accuracy.top1_loss)) for r in points]
     plots.pareto(xy, [r.voltage for r in points], [r.strategy for r in points], pareto_front(xy),
                  path("pareto.png"))
     paths = [path(n) for n in ("accuracy_vs_voltage.png", "energy_saving.png", "latency_overhead.png",
@@ -100,5 +127,16 @@ def report(out_dir: str, latency_limit: float = LATENCY_LIMIT) -> List[str]:
         plots.error_heatmap(load_table(path("error_table.json")), path("error_heatmap.png"))
         paths.append(path("error_heatmap.png"))
     with open(path("results.md"), "w") as f:
-        f.write(markdown_table(rows, meta, latency_limit))
+        f.write(markdown_table(rows, meta, budget))
     return paths + [path("results.md")]
+
+
+def slack_report(study: SlackStudy, out_dir: str) -> List[str]:
+    """Writes ``pyvs slack``'s slack.json and slack.png into out_dir;
+    returns their paths."""
+    os.makedirs(out_dir, exist_ok=True)
+    paths = [os.path.join(out_dir, "slack.json"), os.path.join(out_dir, "slack.png")]
+    atomic_write(paths[0], json.dumps(study.record(), indent=1))
+    lowest = [r["lowest_v_all_protected"] for r in study.summary]
+    plots.slack_heatmap(study.map, study.settings["latency_budget"], lowest, study.implied_guard_band, paths[1])
+    return paths

@@ -5,6 +5,10 @@ their order (the columns of results.csv) and their units. Everything that
 writes or reads rows (the experiment, the sweep, the report,
 scripts/paper_table.py) goes through it.
 
+Rows are typed in parts (:class:`pyvs.evaluate.Accuracy`,
+:class:`pyvs.evaluate.Counts`, :class:`pyvs.costs.Costs`) and flat in the
+files; this module is where they are flattened and read back.
+
 A results folder holds results.json (the rows, the authoritative copy),
 results.csv (the same rows for spreadsheets), search.json (every evaluation
 of the automatic search), meta.json (what the sweep was made from) and
@@ -18,56 +22,41 @@ import io
 import json
 import os
 import warnings
+from collections import defaultdict
 from typing import Dict, List, Optional, Tuple
 
 import torch
 
+from .costs import Costs
+from .evaluate import Accuracy, Counts, Golden
 from .files import atomic_write
 
 RESULTS, CSV, SEARCH, META, GOLDEN = "results.json", "results.csv", "search.json", "meta.json", "golden.pt"
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class PointResult:
-    """One (voltage, strategy, seed) point. Accuracies are fractions with
-    95 % Wilson intervals (``*_lo``, ``*_hi``); counts are per data set
-    unless ``_per_image``; energies in joules per image."""
+    """One (voltage, strategy, seed) point: what was asked (voltage, V;
+    strategy: none, all, msbN, 0xMASK, auto, or auto-search for a step of
+    the search; seed; protect, the mask in hex; protected_bits), what the
+    evaluation scored (:class:`pyvs.evaluate.Accuracy`) and counted
+    (:class:`pyvs.evaluate.Counts`), what it costs
+    (:class:`pyvs.costs.Costs`: latency fractions, energies in J per
+    image), the largest per-bit error probability per MAC (max_p), and the
+    evaluations (auto: its search steps) and wall time (s) behind it.
+    Files hold it flat (:meth:`row`), one column per field of the parts."""
 
-    voltage: float              # supply voltage, V
-    strategy: str               # none, all, msbN, 0xMASK, auto (auto-search: a search step)
+    voltage: float
+    strategy: str
     seed: int
-    protect: str                # protect mask, hex (e.g. 0xe0000000)
+    protect: str
     protected_bits: int
-    n: int                      # images
-    top1: float
-    top1_lo: float
-    top1_hi: float
-    top5: float
-    top5_lo: float
-    top5_hi: float
-    agree: float                # top-1 agreement with the golden run
-    agree_lo: float
-    agree_hi: float
-    top1_loss: float            # clean top-1 - top1
-    agree_loss: float           # 1 - agree
-    injected: int               # timing errors that flipped a bit
-    corrected: int              # timing errors Razor corrected (replays)
-    injected_per_image: float
-    corrected_per_image: float
-    corrected_per_layer: Dict[str, float]  # layer name -> corrected errors per image
-    latency_overhead: float     # stall cycles / base cycles (errors of one cycle share its stall)
-    latency_overhead_bound: float  # one stall per corrected error: the upper bound
-    energy_j: float
-    energy_saving: float        # 1 - energy / energy at the nominal voltage without protection
-    energy_dynamic_j: float
-    energy_leakage_j: float
-    energy_razor_j: float
-    energy_replay_j: float
-    max_p: float                # largest per-bit error probability per MAC
-    injected_per_bit: List[int]
-    corrected_per_bit: List[int]
-    evaluations: int            # evaluations behind the point (auto: its search steps)
-    seconds: float              # wall time of those evaluations
+    accuracy: Accuracy
+    counts: Counts
+    costs: Costs
+    max_p: float
+    evaluations: int
+    seconds: float
 
     @property
     def key(self) -> Tuple[float, str, int]:
@@ -77,9 +66,16 @@ class PointResult:
     def mask(self) -> int:
         return int(self.protect, 16)
 
+    def row(self) -> dict:
+        """The flat record of the files, columns in :data:`FIELDS` order."""
+        values = {k: v for part in (self.accuracy, self.counts, self.costs)
+                  for k, v in dataclasses.asdict(part).items()}
+        values.update({k: getattr(self, k) for k in _OWN})
+        return {k: values[k] for k in FIELDS}
+
     @classmethod
     def from_dict(cls, d: dict) -> "PointResult":
-        """A row from its dict (JSON), every field checked for its type."""
+        """A row from its flat record (JSON), every field checked for its type."""
         if not isinstance(d, dict):
             raise ValueError(f"a result row must be an object, got {type(d).__name__}")
         missing = [k for k in FIELDS if k not in d]
@@ -92,7 +88,9 @@ class PointResult:
             int(d["protect"], 16)
         except ValueError:
             raise ValueError(f"field 'protect' of a result row must be a hex mask, got {d['protect']!r}") from None
-        return cls(**{k: d[k] for k in FIELDS})
+        parts = {name: part(**{f.name: d[f.name] for f in dataclasses.fields(part)})
+                 for name, part in _PARTS.items()}
+        return cls(**{k: d[k] for k in _OWN}, **parts)
 
     @classmethod
     def from_csv(cls, d: dict) -> "PointResult":
@@ -104,9 +102,20 @@ class PointResult:
             raise ValueError(f"a results.csv row is malformed ({e})") from None
 
 
-FIELDS = [f.name for f in dataclasses.fields(PointResult)]
-_KINDS = {f.name: {"float": "float", "int": "int", "str": "str", "List[int]": "list"}.get(f.type, "dict")
-          for f in dataclasses.fields(PointResult)}
+_PARTS = {"accuracy": Accuracy, "counts": Counts, "costs": Costs}
+_OWN = [f.name for f in dataclasses.fields(PointResult) if f.name not in _PARTS]
+# The columns of results.csv and the keys of results.json rows, in order.
+FIELDS = ["voltage", "strategy", "seed", "protect", "protected_bits",
+          "n", "top1", "top1_lo", "top1_hi", "top5", "top5_lo", "top5_hi", "agree", "agree_lo", "agree_hi",
+          "top1_loss", "agree_loss", "injected", "corrected", "injected_per_image", "corrected_per_image",
+          "corrected_per_layer", "latency_overhead", "latency_overhead_bound", "energy_j", "energy_saving",
+          "energy_dynamic_j", "energy_leakage_j", "energy_razor_j", "energy_replay_j", "max_p",
+          "injected_per_bit", "corrected_per_bit", "evaluations", "seconds"]
+_TYPES = {f.name: f.type for cls in (PointResult, *_PARTS.values()) for f in dataclasses.fields(cls)
+          if f.name not in _PARTS}
+assert sorted(FIELDS) == sorted(_TYPES), "FIELDS must name every field of a result row once"
+_KINDS = {name: {"float": "float", "int": "int", "str": "str", "List[int]": "list"}.get(_TYPES[name], "dict")
+          for name in FIELDS}
 
 
 def _is(value, kind: str) -> bool:
@@ -120,20 +129,54 @@ def _is(value, kind: str) -> bool:
     return isinstance(value, ok) and not isinstance(value, bool)
 
 
+def by_strategy(rows: List[PointResult]) -> Dict[str, List[dict]]:
+    """Flat rows per strategy, numeric fields averaged over seeds (``seeds``:
+    how many), sorted by voltage: the series the report's plots draw."""
+    groups: Dict[tuple, List[dict]] = defaultdict(list)
+    for r in rows:
+        groups[(r.strategy, r.voltage)].append(r.row())
+    out: Dict[str, List[dict]] = defaultdict(list)
+    for (s, v), rs in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        avg = {k: sum(r[k] for r in rs) / len(rs) for k in rs[0] if isinstance(rs[0][k], (int, float))}
+        avg.update(strategy=s, voltage=v, seeds=len(rs), protect=rs[0]["protect"])
+        out[s].append(avg)
+    return out
+
+
+def clean_record(golden: Golden) -> dict:
+    """The golden run's accuracy as files record it ("clean" in meta.json,
+    golden.pt and ``pyvs run --json``): n, top1, top1_lo, top1_hi, top5,
+    top5_lo, top5_hi (fractions), seconds, images_per_s."""
+    a = golden.accuracy
+    return {"n": a.n, "top1": a.top1, "top1_lo": a.top1_lo, "top1_hi": a.top1_hi, "top5": a.top5,
+            "top5_lo": a.top5_lo, "top5_hi": a.top5_hi, "seconds": golden.seconds,
+            "images_per_s": golden.images_per_s}
+
+
+def run_record(golden: Golden, point: PointResult) -> dict:
+    """What ``pyvs run --json`` writes: the clean accuracy and the point's row."""
+    return {"clean": clean_record(golden), "point": point.row()}
+
+
+def write_run(path: str, golden: Golden, point: PointResult) -> None:
+    """``pyvs run --json``'s file (:func:`run_record`), replaced atomically."""
+    atomic_write(path, json.dumps(run_record(golden, point), indent=1))
+
+
 def _csv(rows: List[PointResult]) -> str:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=FIELDS)
     writer.writeheader()
     for r in rows:
         writer.writerow({k: (json.dumps(v) if isinstance(v, (list, dict)) else v)
-                         for k, v in dataclasses.asdict(r).items()})
+                         for k, v in r.row().items()})
     return buf.getvalue()
 
 
 def write_results(out_dir: str, rows: List[PointResult], search: List[PointResult]) -> None:
     """results.json, search.json and results.csv, each replaced atomically."""
-    atomic_write(os.path.join(out_dir, RESULTS), json.dumps([dataclasses.asdict(r) for r in rows], indent=1))
-    atomic_write(os.path.join(out_dir, SEARCH), json.dumps([dataclasses.asdict(r) for r in search], indent=1))
+    atomic_write(os.path.join(out_dir, RESULTS), json.dumps([r.row() for r in rows], indent=1))
+    atomic_write(os.path.join(out_dir, SEARCH), json.dumps([r.row() for r in search], indent=1))
     if rows:
         atomic_write(os.path.join(out_dir, CSV), _csv(rows))
 
@@ -216,11 +259,29 @@ def load_results(out_dir: str) -> Tuple[List[PointResult], List[PointResult], di
     return rows, search, meta
 
 
-def save_golden(out_dir: str, golden: dict) -> None:
-    """golden: {'pred': int64 [N, 5], 'clean': accuracy dict, 'shapes': GEMM shapes}."""
-    atomic_write(os.path.join(out_dir, GOLDEN), lambda f: torch.save(golden, f))
+def save_golden(out_dir: str, golden: Golden) -> None:
+    """golden.pt: {'pred': int64 [N, 5], 'clean': :func:`clean_record`, 'shapes': GEMM shapes}."""
+    record = {"pred": golden.pred, "clean": clean_record(golden), "shapes": golden.shapes}
+    atomic_write(os.path.join(out_dir, GOLDEN), lambda f: torch.save(record, f))
 
 
-def load_golden(out_dir: str) -> Optional[dict]:
+def load_golden(out_dir: str, shapes: Optional[dict] = None) -> Optional[Golden]:
+    """The golden run cached in a folder (None if there is none); ``shapes``:
+    the GEMM shapes to use where the file lacks them."""
     path = os.path.join(out_dir, GOLDEN)
-    return torch.load(path) if os.path.exists(path) else None
+    if not os.path.exists(path):
+        return None
+    try:
+        g = torch.load(path, weights_only=True)
+        c = g["clean"]
+        accuracy = Accuracy(int(c["n"]), *(float(c[k]) for k in ("top1", "top1_lo", "top1_hi", "top5", "top5_lo",
+                                                                "top5_hi")), 1.0, 1.0, 1.0, 0.0, 0.0)
+        pred = g["pred"]
+        if not (isinstance(pred, torch.Tensor) and pred.dtype == torch.int64 and pred.dim() == 2
+                and len(pred) == accuracy.n):
+            raise ValueError("its predictions are not int64 [n, k]")
+        return Golden(pred, accuracy, float(c["seconds"]), g.get("shapes") or dict(shapes or {}))
+    except Exception as e:  # a damaged cache is redone, whatever the damage
+        warnings.warn(f"{path!r} is damaged ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+                      "the golden run is done again", stacklevel=2)
+        return None

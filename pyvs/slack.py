@@ -23,16 +23,20 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .checks import number
+from .checks import integer, number
 from .costs import Workload
-from .dataflow import LayerTiming
-from .experiment import per_bit_max
+from .experiment import Experiment, per_bit_max
+from .strategies import Budget
+from .sweep import Grid, sweep
+from .timing import LayerTiming
 
 PAPER_POINT = (0.5, 1e-5)  # the paper's 0.5 V at 0.001 % latency overhead (fraction)
+PAPER_BUDGET = Budget(accuracy=0.003, latency=1e-5)  # the paper's 0.3 points of top-1 and 0.001 % latency
 
 
 @dataclasses.dataclass
@@ -71,11 +75,12 @@ class SlackMap:
         return {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in dataclasses.asdict(self).items()}
 
 
-def cell(timing: LayerTiming, work: Workload, volts: Sequence[float], freq_ghz: float, guard_band: float):
+def cell(timing: LayerTiming, work: Workload, volts: Sequence[float], guard_band: float):
     """(errors, overhead, bound, energy saving, protected bits) at each of
-    ``volts`` for one guard-band, every erring bit protected."""
+    ``volts`` for one guard-band, every erring bit protected, on the
+    workload's array."""
     macs = work.macs_by_layer
-    table = timing.table(list(volts), freq_ghz, macs, {}, guard_band)
+    table = timing.table(list(volts), work.array, macs, {}, guard_band)
     rows = []
     for v in volts:
         rates = table.rates(v)
@@ -87,25 +92,26 @@ def cell(timing: LayerTiming, work: Workload, volts: Sequence[float], freq_ghz: 
     return [np.array(c) for c in zip(*rows)]
 
 
-def slack_map(timing: LayerTiming, work: Workload, guard_bands: Sequence[float], voltages: Sequence[float],
-              freq_ghz: float) -> SlackMap:
-    """The map over guard-bands (fractions >= 0) x voltages (V)."""
+def slack_map(timing: LayerTiming, work: Workload, guard_bands: Sequence[float],
+              voltages: Sequence[float]) -> SlackMap:
+    """The map over guard-bands (fractions >= 0) x voltages (V), on the
+    workload's array."""
     gbs = [number(g, "guard-band", minimum=0.0) for g in guard_bands]
     if not gbs:
         raise ValueError("no guard-band given")
     volts = sorted(voltages)
-    parts = [cell(timing, work, volts, freq_ghz, g) for g in gbs]
+    parts = [cell(timing, work, volts, g) for g in gbs]
     stack = lambda k: np.stack([p[k] for p in parts])  # noqa: E731
     return SlackMap(gbs, volts, stack(0), stack(1), stack(2), stack(3), stack(4).astype(int))
 
 
-def implied_guard_band(timing: LayerTiming, work: Workload, freq_ghz: float, volts: float = PAPER_POINT[0],
+def implied_guard_band(timing: LayerTiming, work: Workload, volts: float = PAPER_POINT[0],
                        overhead: float = PAPER_POINT[1], hi: float = 4.0) -> Optional[float]:
     """The smallest guard-band (fraction) at which ``volts`` costs at most
     ``overhead`` latency (fraction) with every erring bit protected, to
     1e-4 by bisection (overhead falls as the guard-band grows); None if
     even ``hi`` is not enough."""
-    at = lambda g: float(cell(timing, work, [volts], freq_ghz, g)[1][0])  # noqa: E731
+    at = lambda g: float(cell(timing, work, [volts], g)[1][0])  # noqa: E731
     if at(0.0) <= overhead:
         return 0.0
     if at(hi) > overhead:
@@ -128,12 +134,61 @@ def summary_rows(m: SlackMap, latency_budget: float, top1_budget: float,
         row = {"guard_band": g, "lowest_v_all_protected": low}
         if evaluated is not None:
             ok = [r.voltage for r in evaluated.get(g, [])
-                  if r.latency_overhead <= latency_budget and r.top1_loss <= top1_budget + 1e-12
-                  and r.agree_loss <= top1_budget + 1e-12]
+                  if r.costs.latency_overhead <= latency_budget and r.accuracy.meets(top1_budget)]
             candidates = ok + ([low] if low is not None else [])
             row["lowest_v_auto"] = min(candidates) if candidates else None
         out.append(row)
     return out
 
 
-__all__ = ["SlackMap", "slack_map", "implied_guard_band", "summary_rows", "PAPER_POINT"]
+@dataclasses.dataclass
+class SlackStudy:
+    """``pyvs slack``'s answer: the map, the lowest voltage per guard-band
+    (``summary``, :func:`summary_rows`), the guard-band the paper's point
+    implies, the 'auto' points measured below each frontier (guard-band ->
+    rows; None when not asked), and how it was made (``settings``)."""
+
+    map: SlackMap
+    summary: List[dict]
+    implied_guard_band: Optional[float]
+    evaluated: Optional[Dict[float, list]]
+    settings: dict
+
+    def record(self) -> dict:
+        """What slack.json holds."""
+        return dict(self.settings, summary=self.summary, paper_point=list(PAPER_POINT),
+                    implied_guard_band=self.implied_guard_band, map=self.map.as_dict())
+
+
+def study(exp: Experiment, guard_bands: Sequence[float], voltages: Sequence[float],
+          budget: Budget = PAPER_BUDGET, evaluate_below: int = 0, out_dir: Optional[str] = None) -> SlackStudy:
+    """The slack map of ``exp`` (its timing spec must capture operands) over
+    ``guard_bands`` x ``voltages`` (V), the lowest voltage per guard-band
+    within ``budget.latency``, and the implied guard-band; with
+    ``evaluate_below`` > 0, the 'auto' strategy measured at that many grid
+    voltages under each guard-band's frontier (one resumable sweep per
+    guard-band in ``out_dir``/gbG, within ``budget.accuracy``)."""
+    if not exp.timing.needs_operands:
+        raise ValueError("the slack map simulates operand pairs captured from the model: use the 'event' "
+                         f"timing model, not {exp.timing.model!r}")
+    integer(evaluate_below, "evaluate_below", 0)
+    volts = exp.timing.check_voltages(voltages, exp.array)
+    lt = exp.layer_timing()
+    m = slack_map(lt, exp.workload, guard_bands, volts)
+    implied = implied_guard_band(lt, exp.workload)
+    evaluated = None
+    if evaluate_below:
+        if out_dir is None:
+            raise ValueError("evaluating below the frontier needs an output folder for its sweeps")
+        evaluated = {}
+        for g, low in zip(m.guard_bands, m.lowest_voltage(budget.latency)):
+            below = [v for v in m.voltages if low is not None and v < low][-evaluate_below:]
+            if below:
+                evaluated[g] = sweep(exp.with_timing(exp.timing.with_tech(guard_band=g)), Grid(below, ["auto"]),
+                                     budget, os.path.join(out_dir, f"gb{g:g}"))
+    settings = {"latency_budget": budget.latency, "top1_budget": budget.accuracy,
+                "freq_ghz": exp.array.freq_ghz, "timing": exp.timing.describe()}
+    return SlackStudy(m, summary_rows(m, budget.latency, budget.accuracy, evaluated), implied, evaluated, settings)
+
+
+__all__ = ["SlackMap", "SlackStudy", "slack_map", "implied_guard_band", "summary_rows", "study", "PAPER_POINT"]

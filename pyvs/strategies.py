@@ -1,4 +1,5 @@
-"""Which accumulator bits to protect: strategies, and the automatic search.
+"""Which accumulator bits to protect: strategies, the automatic search, and
+the budgets a point must meet (:class:`Budget`).
 
 Strategies (``pyvs sweep --strategies``):
   none        no protection
@@ -23,6 +24,8 @@ with the golden run (1 - agree) and labelled top-1 (clean top-1 - top-1).
 """
 from __future__ import annotations
 
+import dataclasses
+import math
 import re
 from typing import Callable, List, Optional, Tuple
 
@@ -31,6 +34,37 @@ import torch
 from .accumulator import full_mask, msb_mask
 
 _MSB = re.compile(r"^msb(\d+)$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """What an operating point must meet, as fractions.
+
+    Attributes:
+        accuracy: the largest loss, in top-1 against the labels and in top-1
+            agreement with the golden run, that 'auto' accepts: 0.003 is
+            0.3 points (:meth:`from_points` takes points).
+        latency: the largest latency overhead (stall cycles / base cycles)
+            of a useful point; points above it are flagged: 0.01 is 1 %.
+    """
+
+    accuracy: float = 0.003
+    latency: float = 0.01
+
+    def __post_init__(self):
+        for name in ("accuracy", "latency"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+                    math.isfinite(value) and 0 <= value <= 1):
+                raise ValueError(f"Budget.{name} must be a fraction in [0, 1], got {value!r}")
+
+    @classmethod
+    def from_points(cls, accuracy_points: float = 0.3, latency_percent: float = 1.0) -> "Budget":
+        """From the command line's units: points of top-1, and per cent."""
+        return cls(accuracy_points / 100.0, latency_percent / 100.0)
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
 
 
 def parse_strategy(name: str, acc_bits: int) -> Optional[int]:
@@ -68,18 +102,14 @@ def bit_ranking(rates: torch.Tensor) -> List[int]:
     return sorted(erring, key=lambda b: (p[b] * 2.0 ** b, b), reverse=True)
 
 
-def meets_budget(row, clean_top1: float, budget: float) -> bool:
-    """Whether a result (with ``agree`` and ``top1``, fractions) loses at
-    most ``budget`` in golden agreement and in top-1."""
-    return (1.0 - row.agree) <= budget + 1e-12 and (clean_top1 - row.top1) <= budget + 1e-12
-
-
-def auto_select(evaluate_mask: Callable, rates: torch.Tensor, clean_top1: float,
-                budget: float) -> Tuple[int, list]:
+def auto_select(evaluate_mask: Callable, rates: torch.Tensor, budget: float) -> Tuple[int, list]:
     """The smallest top-k mask of :func:`bit_ranking` that meets the budget.
 
-    evaluate_mask(mask) -> a result (with ``agree`` and ``top1``) runs one
-    evaluation; rates: float64 [W], see :func:`bit_ranking`. Returns (mask, [(mask, result) for every evaluation made])."""
+    evaluate_mask(mask) -> a result whose ``accuracy`` (a
+    :class:`pyvs.evaluate.Accuracy`) tells whether it meets ``budget``
+    (fraction) runs one evaluation; rates: float64 [W], see
+    :func:`bit_ranking`. Returns (mask, [(mask, result) for every
+    evaluation made])."""
     if budget < 0:
         raise ValueError(f"the accuracy-loss budget must be >= 0, got {budget}")
     ranking = bit_ranking(rates)
@@ -91,7 +121,7 @@ def auto_select(evaluate_mask: Callable, rates: torch.Tensor, clean_top1: float,
         if k not in cache:
             row = evaluate_mask(mask_of(k))
             tried.append((mask_of(k), row))
-            cache[k] = meets_budget(row, clean_top1, budget)
+            cache[k] = row.accuracy.meets(budget)
         return cache[k]
 
     if not ranking or ok(0):

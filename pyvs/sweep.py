@@ -20,31 +20,62 @@ import hashlib
 import math
 import os
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import torch
 from tqdm import tqdm
 
 from . import timing
-from .checks import integer, number
+from .checks import integer
 from .costs import Workload
 from .distributed import SHARD_RULE, World
 from .energy import EnergyParams
-from .experiment import Experiment, Golden, Rates, per_bit_max
-from .nn.layers import model_width, systolic_layers
-from .latency import ArrayConfig
-from .results import PointResult, load_golden, load_results, save_golden, write_meta, write_results
-from .strategies import auto_select, parse_strategy
+from .experiment import Experiment, per_bit_max
+from .hardware import ArrayConfig
+from .nn.layers import systolic_layers
+from .results import (PointResult, clean_record, load_golden, load_results, save_golden, write_meta,
+                      write_results)
+from .strategies import Budget, auto_select, parse_strategy
 
 _PAUSE = float(os.environ.get("PYVS_SWEEP_PAUSE", "0") or 0)
 
-# `pyvs sweep --full`: a GPU-sized grid on every image.
-FULL_GRID = {"voltages": [round(0.50 + 0.01 * i, 3) for i in range(41)],
-             "strategies": ["none", "msb4", "msb8", "all", "auto"], "seeds": [0, 1, 2]}
-
 # meta.json entries that must match for a folder to be resumed.
-_SAME_SWEEP = ("n_images", "freq_ghz", "acc_bits", "budget", "array", "energy", "timing_options",
-               "timing_model", "calibration", "model", "data_sha256", "model_sha256")
+_SAME_SWEEP = ("n_images", "acc_bits", "budget", "array", "energy", "timing", "model", "data_sha256",
+               "model_sha256")
+
+
+@dataclasses.dataclass(frozen=True)
+class Grid:
+    """The points of a sweep: supply voltages (V), protection strategies
+    (:mod:`pyvs.strategies`) and seeds; every combination is one point."""
+
+    voltages: Sequence[float] = (0.9, 0.6, 0.53, 0.52, 0.51)
+    strategies: Sequence[str] = ("none", "all", "auto")
+    seeds: Sequence[int] = (0,)
+
+    def check(self, timing: "timing.TimingSpec", array: ArrayConfig, acc_bits: int) -> "Grid":
+        """The grid with its voltages as floats and seeds as ints, checked:
+        voltages in the timing model's range and distinct, known strategies,
+        at least one seed."""
+        v = timing.check_voltages(list(self.voltages), array)
+        if len(set(v)) != len(v):
+            raise ValueError(f"the voltage grid has repeated voltages: {v}")
+        if not self.strategies:
+            raise ValueError("no protection strategy given")
+        for st in self.strategies:
+            parse_strategy(st, acc_bits)
+        if not self.seeds:
+            raise ValueError("no seed given")
+        return Grid(v, [str(st) for st in self.strategies], [integer(sd, "seed") for sd in self.seeds])
+
+    @property
+    def points(self) -> list:
+        return [(v, st, sd) for v in self.voltages for st in self.strategies for sd in self.seeds]
+
+
+# `pyvs sweep --full`: a GPU-sized grid (615 points) on every image.
+FULL_GRID = Grid([round(0.50 + 0.01 * i, 3) for i in range(41)], ["none", "msb4", "msb8", "all", "auto"],
+                 [0, 1, 2])
 
 
 def fingerprint_batches(batches, world: World = World()) -> str:
@@ -67,23 +98,6 @@ def fingerprint_model(model: torch.nn.Module) -> str:
     for name, layer in systolic_layers(model):
         h.update(f"{name}: {layer.extra_repr()}".encode())
     return h.hexdigest()
-
-
-def check_grid(voltages: Sequence[float], strategies: Sequence[str], budget: float, acc_bits: int,
-               tech: timing.TechParams) -> List[float]:
-    """Validates the sweep's grid; returns the voltages as floats."""
-    v = timing.check_voltages(voltages, tech)
-    if len(set(v)) != len(v):
-        raise ValueError(f"the voltage grid has repeated voltages: {v}")
-    if not strategies:
-        raise ValueError("no protection strategy given")
-    for s in strategies:
-        parse_strategy(s, acc_bits)
-    try:
-        number(budget, "budget", minimum=0.0)
-    except (TypeError, ValueError):
-        raise ValueError(f"the accuracy-loss budget must be >= 0, got {budget}") from None
-    return v
 
 
 def check_writable(out_dir: str) -> None:
@@ -109,36 +123,14 @@ def _check_same_sweep(out_dir: str, old: dict, new: dict) -> None:
                              "use a new output folder")
 
 
-def _golden(out_dir: str, meta: dict) -> Optional[Golden]:
-    """The golden run cached in the folder (resuming must not change it)."""
-    g = load_golden(out_dir)
-    if g is None:
-        return None
-    shapes = g.get("shapes") or {n: tuple(s) for n, s in meta.get("layers", {}).items()}
-    return Golden(g["pred"], g["clean"], shapes)
-
-
-def _rates(exp: Experiment, out_dir: str, volts: List[float], freq_ghz: float, timing_model: str,
-           timing_options: dict, calibration: dict, probabilities) -> Dict[float, Rates]:
-    """What the op takes at each voltage (per-bit probabilities, float64
-    [W], or one such row per layer): the timing model's (its table saved in
-    the folder, by rank 0) or those of ``probabilities``."""
-    if probabilities is not None:
-        pt = probabilities(volts)
-        return {v: pt[i].to(torch.float64) for i, v in enumerate(volts)}
-    table = exp.error_table(volts, freq_ghz, timing_model, timing_options, **calibration)
-    exp.world.on_main(lambda: timing.save_table(table, os.path.join(out_dir, "error_table.json")))
-    return {v: table.rates(v) for v in volts}
-
-
-def _auto_point(exp: Experiment, v: float, p: torch.Tensor, seed: int, budget: float,
+def _auto_point(exp: Experiment, v: float, p, seed: int, budget: Budget,
                 search: List[PointResult]) -> PointResult:
-    """The 'auto' point: the cheapest mask that meets the budget; every
-    evaluation of the search is appended to ``search``."""
+    """The 'auto' point: the cheapest mask that meets the accuracy budget;
+    every evaluation of the search is appended to ``search``."""
     def trial(mask):
         search.append(exp.point(v, p, mask, seed, "auto-search"))
         return search[-1]
-    mask, tried = auto_select(trial, exp.expected_events(p), exp.golden.clean["top1"], budget)
+    mask, tried = auto_select(trial, exp.expected_events(p), budget.accuracy)
     if not tried:
         return exp.point(v, p, mask, seed, "auto")
     chosen = next(r for m, r in reversed(tried) if m == mask)
@@ -146,66 +138,65 @@ def _auto_point(exp: Experiment, v: float, p: torch.Tensor, seed: int, budget: f
                                seconds=sum(r.seconds for _, r in tried))
 
 
-def sweep(model: torch.nn.Module, batches, out_dir: str, voltages: Sequence[float],
-          strategies: Sequence[str] = ("none", "all", "auto"), seeds: Sequence[int] = (0,),
-          freq_ghz: float = 0.7, acc_bits: int = 32, budget: float = 0.003,
-          array: Optional[ArrayConfig] = None, energy: EnergyParams = EnergyParams(),
-          timing_options: Optional[dict] = None, timing_model: str = timing.DEFAULT_MODEL,
-          calibration_images: int = 32, pairs_per_layer: int = 4096,
-          device: str = "cpu", progress: bool = True,
-          meta: Optional[dict] = None,
-          probabilities: Optional[Callable[[List[float]], torch.Tensor]] = None,
-          world: World = World(), first_image: int = 0) -> List[PointResult]:
-    """Runs (or resumes) a sweep; returns all its rows.
+def sweep(experiment: Experiment, grid: Grid = Grid(), budget: Budget = Budget(), out_dir: str = "results",
+          meta: Optional[dict] = None) -> List[PointResult]:
+    """Runs (or resumes) a sweep of ``experiment`` over ``grid`` into
+    ``out_dir`` (created; resumed if it holds this sweep; meta.json records
+    the union of the grids run into it); returns all its rows, those of
+    earlier runs first.
 
-    Args:
-        model: a converted model (systolic layers), eval mode.
-        batches: list of (images [B, 3, H, W], uint8 or float, int64 labels [B]), in order.
-        out_dir: results folder (created; resumed if it holds this sweep).
-        voltages: volts; strategies: see :mod:`pyvs.strategies`; seeds: ints.
-        freq_ghz: GHz; acc_bits: bits; budget: accuracy-loss budget of 'auto'
-            (fraction: 0.003 = 0.3 points).
-        array, energy: latency and energy model parameters.
-        timing_options: technology overrides and seed of the timing model
-            (see :class:`pyvs.timing.TimingOptions`).
-        timing_model: a name of :data:`pyvs.timing.NAMED_MODELS`; 'event'
-            (the default) captures operand pairs per layer from the model on
-            the first ``calibration_images`` images, ``pairs_per_layer`` each.
-        meta: extra entries for meta.json (e.g. the model and data it ran on).
-        probabilities: replaces the timing model (voltages -> float64 [V, W]),
-            for studies with hand-made error rates.
-        world, first_image: under torchrun, ``batches`` are this rank's shard,
-            starting at global image ``first_image`` (:mod:`pyvs.distributed`);
-            rank 0 reads and writes the folder, every rank gets the rows.
+    budget: the accuracy budget of 'auto' and the latency limit of the
+    report (fractions). meta: extra entries for meta.json (e.g. the model
+    and data it ran on). Under torchrun (``experiment.world``), rank 0 reads
+    and writes the folder and every rank gets the rows.
     """
-    timing_options = dict(timing_options or {})
-    array = array or ArrayConfig(freq_ghz=freq_ghz)
-    tech = timing.TimingOptions.from_kwargs(timing.named_model(timing_model, timing_options)).tech
-    calibration = {"calibration_images": integer(calibration_images, "calibration images", 1),
-                   "pairs_per_layer": integer(pairs_per_layer, "pairs per layer", 1)}
-    volts = check_grid(voltages, strategies, budget, acc_bits, tech)
-    seeds = [int(s) for s in seeds]
-    if not seeds:
-        raise ValueError("no seed given")
-    if model_width(model) != acc_bits:
-        raise ValueError(f"the model's layers have a {model_width(model)}-bit accumulator, the sweep {acc_bits}")
+    exp, world = experiment, experiment.world
+    if not isinstance(grid, Grid) or not isinstance(budget, Budget):
+        raise TypeError("sweep(experiment, grid: Grid, budget: Budget, out_dir)")
+    grid = grid.check(exp.timing, exp.array, exp.acc_bits)
     world.on_main(lambda: check_writable(out_dir))
-    config = {"voltages": volts, "strategies": list(strategies), "seeds": seeds, "freq_ghz": freq_ghz,
-              "acc_bits": acc_bits, "budget": budget, "n_images": sum(world.gather(sum(len(y) for _, y in batches))),
-              "data_sha256": fingerprint_batches(batches, world), "model_sha256": fingerprint_model(model),
-              "array": vars(array).copy(), "energy": vars(energy).copy(), "timing_options": timing_options,
-              "timing_model": "custom probabilities" if probabilities else timing_model,
-              "calibration": calibration if timing_model == "event" and not probabilities else {},
-              **(meta or {})}
-    world.check_same("sweep settings or model", config)
+    config = {"acc_bits": exp.acc_bits, "budget": budget.as_dict(), "n_images": exp.n_images,
+              "data_sha256": fingerprint_batches(exp.batches, world), "model_sha256": fingerprint_model(exp.model),
+              "array": exp.array.as_dict(), "energy": dataclasses.asdict(exp.energy),
+              "timing": exp.timing.describe(), **(meta or {})}
+    world.check_same("sweep settings or model", dict(config, grid=dataclasses.asdict(grid)))
     rows, search, old_meta, golden = world.on_main(lambda: _open_folder(out_dir, config))
-    exp = Experiment(model, batches, array=array, energy=energy, device=device, progress=progress,
-                     golden=golden, world=world, first_image=first_image)
-    p_of = _rates(exp, out_dir, volts, freq_ghz, timing_model, timing_options, calibration, probabilities)
-    world.on_main(lambda: (save_golden(out_dir, dataclasses.asdict(exp.golden)), write_meta(
-        out_dir, dict(config, world={"size": world.size, "shards": SHARD_RULE},
-                      **_workload_meta(exp.golden, exp.workload)))))
-    return _run_points(exp, out_dir, rows, search, volts, strategies, seeds, p_of, budget, progress)
+    if golden is not None and exp._golden is None:
+        exp._golden = golden  # resuming must not change the golden run
+    exp.golden  # every rank runs it here (its evaluation gathers across ranks), not inside on_main
+    table = exp.error_table(grid.voltages)
+    world.on_main(lambda: timing.save_table(_merged_table(out_dir, table), os.path.join(out_dir, "error_table.json")))
+    p_of = {v: table.rates(v) for v in grid.voltages}
+    world.on_main(lambda: (save_golden(out_dir, exp.golden), write_meta(
+        out_dir, dict(config, **_union(old_meta, grid), world={"size": world.size, "shards": SHARD_RULE},
+                      **_workload_meta(exp)))))
+    return _run_points(exp, out_dir, rows, search, grid, p_of, budget)
+
+
+def _union(old_meta: dict, grid: Grid) -> dict:
+    """The grid of every run into the folder: voltages, strategies and seeds seen."""
+    merge = lambda key, new: sorted(set(old_meta.get(key, [])) | set(new), key=lambda x: (str(type(x)), x))  # noqa: E731
+    return {"voltages": merge("voltages", grid.voltages), "strategies": merge("strategies", grid.strategies),
+            "seeds": merge("seeds", grid.seeds)}
+
+
+def _merged_table(out_dir: str, table):
+    """The folder's error table with this run's voltages added (an earlier
+    run's rows for other voltages are kept)."""
+    path = os.path.join(out_dir, "error_table.json")
+    if not os.path.exists(path):
+        return table
+    try:
+        old = timing.load_table(path)
+    except ValueError:
+        return table
+    if old.layers.keys() != table.layers.keys() or old.acc_bits != table.acc_bits or old.freq_ghz != table.freq_ghz:
+        return table
+    rows = {v: (p, {n: r[i] for n, r in old.layers.items()}) for i, (v, p) in enumerate(zip(old.voltages, old.p))}
+    rows.update({v: (p, {n: r[i] for n, r in table.layers.items()}) for i, (v, p) in enumerate(zip(table.voltages, table.p))})
+    volts = sorted(rows)
+    return timing.ErrorTable(volts, [rows[v][0] for v in volts], table.freq_ghz, table.acc_bits, table.params,
+                             {n: [rows[v][1][n] for v in volts] for n in table.layers})
 
 
 def _open_folder(out_dir: str, config: dict):
@@ -215,12 +206,15 @@ def _open_folder(out_dir: str, config: dict):
     rows, search, old_meta = load_results(out_dir)
     _check_same_sweep(out_dir, old_meta, config)
     write_results(out_dir, rows, search)
-    return rows, search, old_meta, _golden(out_dir, old_meta)
+    shapes = {n: tuple(s) for n, s in old_meta.get("layers", {}).items()}
+    return rows, search, old_meta, load_golden(out_dir, shapes)
 
 
-def _workload_meta(golden: Golden, w: Workload) -> dict:
-    return {"clean": golden.clean, "macs_per_image": w.macs, "base_cycles_per_image": w.cycles,
-            "baseline_energy_j": w.baseline_j, "layers": {n: list(s) for n, s in w.shapes.items()}}
+def _workload_meta(exp: Experiment) -> dict:
+    w = exp.workload
+    return {"clean": clean_record(exp.golden), "macs_per_image": w.macs, "base_cycles_per_image": w.cycles,
+            "utilization": w.utilization, "baseline_energy_j": w.baseline_j, "baseline_energy": w.baseline,
+            "layers": {n: list(s) for n, s in w.shapes.items()}}
 
 
 def _evaluations_ahead(exp: Experiment, pending, p_of) -> int:
@@ -242,17 +236,17 @@ def _evaluations_ahead(exp: Experiment, pending, p_of) -> int:
 
 
 def _run_points(exp: Experiment, out_dir: str, rows: List[PointResult], search: List[PointResult],
-                volts, strategies, seeds, p_of, budget, progress) -> List[PointResult]:
+                grid: Grid, p_of, budget: Budget) -> List[PointResult]:
     """Every point of the grid not yet in ``rows``, written as it finishes.
     Progress counts evaluated images, so its ETA holds for error-free points
     (no evaluation) and automatic searches (several) alike."""
     done = {r.key for r in rows}
     # Search steps of an 'auto' point that a killed run left unfinished are redone.
     search[:] = [r for r in search if (r.voltage, "auto", r.seed) in done]
-    pending = [(v, s, sd) for v in volts for s in strategies for sd in seeds if (v, s, sd) not in done]
+    pending = [pt for pt in grid.points if pt not in done]
     n, world = exp.n_images, exp.world
     with tqdm(total=n * _evaluations_ahead(exp, pending, p_of), desc=f"sweep ({len(pending)} points)",
-              unit="img", disable=not (progress and world.is_main)) as bar:
+              unit="img", disable=not (exp.progress and world.is_main)) as bar:
         for i, (v, strategy, seed) in enumerate(pending):
             mask = parse_strategy(strategy, exp.acc_bits)
             before = exp.evaluations
@@ -276,5 +270,5 @@ def rescore(out_dir: str, array: ArrayConfig, energy: EnergyParams = EnergyParam
     if not rows or "layers" not in meta:
         raise ValueError(f"{out_dir!r} holds no finished sweep")
     work = Workload({n: tuple(s) for n, s in meta["layers"].items()}, array, energy)
-    return [dataclasses.replace(r, **dataclasses.asdict(
-                work.costs(r.voltage, r.protected_bits, r.corrected_per_layer))) for r in rows]
+    return [dataclasses.replace(r, costs=work.costs(r.voltage, r.protected_bits, r.counts.corrected_per_layer))
+            for r in rows]

@@ -116,7 +116,7 @@ note "  $(grep -E '^clean top-1' "$LOGS/run.log" | tail -1)"
 step "pyvs sweep: CUDA == CPU (rows and captured tables)" run.log 30 $PY - "$SCRATCH/sweep_cpu" "$SCRATCH/sweep_cuda" <<'PYEOF'
 import json, os, sys
 from pyvs.results import load_results
-rows = [[{k: v for k, v in vars(r).items() if k != "seconds"} for r in load_results(d)[0]] for d in sys.argv[1:3]]
+rows = [[{k: v for k, v in r.row().items() if k != "seconds"} for r in load_results(d)[0]] for d in sys.argv[1:3]]
 tables = [json.load(open(os.path.join(d, "error_table.json"))) for d in sys.argv[1:3]]
 same_rows, same_tables = rows[0] == rows[1], tables[0] == tables[1]
 print(len(rows[0]), "points;", "rows identical" if same_rows else "rows DIFFERENT", ";",

@@ -11,7 +11,7 @@ table puts their 'none' and 'auto' points side by side.
 import argparse
 
 from pyvs.accumulator import describe_mask
-from pyvs.latency import ArrayConfig
+from pyvs.hardware import ArrayConfig
 from pyvs.results import load_results
 from pyvs.sweep import rescore
 
@@ -25,13 +25,18 @@ def _points(folder, array_batch):
     return {(r.voltage, r.strategy): r for r in rows if r.seed == 0}, meta
 
 
+def _model(meta):
+    """The folder's timing model (folders of pyvs before 2026-12 name it 'timing_model')."""
+    return meta.get("timing", {}).get("model") or meta.get("timing_model", "static-uniform")
+
+
 def _pct(x):
     return f"{100 * x:.3g} %"
 
 
 def one(by, meta):
     print(f"{meta['n_images']} images; fault-free top-1 {100 * meta['clean']['top1']:.1f} %; "
-          f"timing model {meta.get('timing_model', 'static-uniform')}")
+          f"timing model {_model(meta)}")
     print("| V | top-1 none | top-1 auto | top-1 all | agreement (auto) | auto protects | "
           "replays / image (auto) | latency overhead (auto; one stall per error) | "
           "energy saving (none / auto / all) |")
@@ -40,15 +45,16 @@ def one(by, meta):
         n, a, al = by.get((v, "none")), by.get((v, "auto")), by.get((v, "all"))
         if not (n and a and al):
             continue
-        print(f"| {v:.3g} | {100 * n.top1:.1f} | {100 * a.top1:.1f} | {100 * al.top1:.1f} | "
-              f"{100 * a.agree:.1f} | {describe_mask(a.mask)} | {a.corrected_per_image:.3g} | "
-              f"{_pct(a.latency_overhead)} ({_pct(a.latency_overhead_bound)}) | {100 * n.energy_saving:.1f} / "
-              f"{100 * a.energy_saving:.1f} / {100 * al.energy_saving:.1f} % |")
+        print(f"| {v:.3g} | {100 * n.accuracy.top1:.1f} | {100 * a.accuracy.top1:.1f} | {100 * al.accuracy.top1:.1f} | "
+              f"{100 * a.accuracy.agree:.1f} | {describe_mask(a.mask)} | {a.counts.corrected_per_image:.3g} | "
+              f"{_pct(a.costs.latency_overhead)} ({_pct(a.costs.latency_overhead_bound)}) | "
+              f"{100 * n.costs.energy_saving:.1f} / {100 * a.costs.energy_saving:.1f} / "
+              f"{100 * al.costs.energy_saving:.1f} % |")
     print(PAPER + " | 0.29 points below clean | | | selected bits | | 0.001 % | 79.4 % |")
 
 
 def side_by_side(folders, points):
-    names = [points[f][1].get("timing_model", "static-uniform") for f in folders]
+    names = [_model(points[f][1]) for f in folders]
     print(" / ".join(f"{f}: {points[f][1]['n_images']} images, {n}" for f, n in zip(folders, names)))
     head = " | ".join(f"{n}: top-1 none | {n}: auto protects | {n}: latency (auto) | {n}: saving (auto)"
                       for n in names)
@@ -60,8 +66,8 @@ def side_by_side(folders, points):
         for f in folders:
             by = points[f][0]
             n, a = by.get((v, "none")), by.get((v, "auto"))
-            cells += ([f"{100 * n.top1:.1f}", describe_mask(a.mask), _pct(a.latency_overhead),
-                       f"{100 * a.energy_saving:.1f} %"] if n and a else ["", "", "", ""])
+            cells += ([f"{100 * n.accuracy.top1:.1f}", describe_mask(a.mask), _pct(a.costs.latency_overhead),
+                       f"{100 * a.costs.energy_saving:.1f} %"] if n and a else ["", "", "", ""])
         print(f"| {v:.3g} | " + " | ".join(cells) + " |")
 
 

@@ -19,11 +19,13 @@ import numpy as np  # noqa: E402
 
 from pyvs import data, models, timing  # noqa: E402
 from pyvs.costs import Workload  # noqa: E402
-from pyvs.dataflow import LayerTiming, calibration_images, mac_weighted  # noqa: E402
+from pyvs.dataflow import calibration_images, layer_timing  # noqa: E402
 from pyvs.evaluate import evaluate  # noqa: E402
+from pyvs.hardware import ArrayConfig  # noqa: E402
 from pyvs.nn import convert  # noqa: E402
 from pyvs.nn.layers import SystolicLinear, systolic_layers  # noqa: E402
-from pyvs.timing.dynamic import EventModel  # noqa: E402
+from pyvs.timing.event import EventModel  # noqa: E402
+from pyvs.timing.layers import mac_weighted  # noqa: E402
 from pyvs.timing.operands import uniform_pairs  # noqa: E402
 
 VOLTS = [round(0.40 + 0.005 * i, 3) for i in range(101)]  # 0.40 .. 0.90 V
@@ -65,19 +67,20 @@ def main():
     layers = dict(systolic_layers(model))
     kinds = {n: kind(layers[n], i == 0) for i, n in enumerate(macs)}
 
-    opts = timing.TimingOptions()
+    spec = timing.TimingSpec.named("event", pairs_per_layer=args.pairs_per_layer)
+    array = ArrayConfig()
     t0 = time.perf_counter()
-    lt = LayerTiming.capture(model, images, opts, samples=args.pairs_per_layer)
+    lt = layer_timing(model, images, spec)
     t_all = time.perf_counter() - t0
     n_pairs = sum(lt.provenance["pairs"].values())
-    wrong, late = lt.tables(VOLTS, 0.7), lt.tables(VOLTS, 0.7, late=True)
+    wrong, late = lt.tables(VOLTS, array), lt.tables(VOLTS, array, late=True)
     real_w, real_l = mac_weighted(wrong, macs), mac_weighted(late, macs)
 
-    event = EventModel(32, opts.tech)
+    event = EventModel(32, spec.tech)
     t0 = time.perf_counter()
     h = event.histograms(uniform_pairs(1 << 17, 32, np.random.default_rng(0)))
     speed = (1 << 17) / (time.perf_counter() - t0) * 60
-    uni_w, uni_l = event.probabilities(h, VOLTS, 0.7)
+    uni_w, uni_l = event.probabilities(h, VOLTS, array)
     static = timing.error_probabilities(VOLTS, model="static").numpy()
 
     doc = {"volts": VOLTS, "calibration_images": len(images), "pairs": n_pairs, "capture_and_simulate_s": t_all,

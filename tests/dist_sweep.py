@@ -10,11 +10,10 @@ import sys
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from test_sweep import planted  # noqa: E402
+from test_sweep import run_sweep  # noqa: E402
 from tinynet import tiny  # noqa: E402
 
 from pyvs.distributed import World  # noqa: E402
-from pyvs.sweep import sweep  # noqa: E402
 
 
 def main():
@@ -32,8 +31,8 @@ def main():
     batches = [(images[i:min(i + 6, end)], labels[i:min(i + 6, end)]) for i in range(start, end, 6)]
     seeds = [0, 1] if not os.environ.get("PYVS_TEST_MISMATCH") else [world.rank]
     try:
-        sweep(q, batches, out, [0.9, 0.8, 0.7], ["none", "msb8", "auto"], seeds=seeds, probabilities=planted,
-              progress=False, world=world, first_image=start)
+        run_sweep(q, batches, out, [0.9, 0.8, 0.7], ["none", "msb8", "auto"], seeds=seeds, world=world,
+                  first_image=start)
     finally:
         world.close()
 

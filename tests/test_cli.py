@@ -63,7 +63,9 @@ BAD = [  # (argv, expected words in the message)
     (["timing", "--out", "/nonexistent-folder/t.json"], "cannot be written"),
     (["timing", "--freq", "-1", "--out", "", "--plot", ""], "must be positive"),
     (["timing", "--guard-band", "-1", "--out", "", "--plot", ""], "guard_band must be >= 0"),
-    (["timing", "--timing-model", "event"], "is not one of event-uniform, static-uniform"),
+    (["timing", "--timing-model", "event", "--out", "", "--plot", ""], "captures operands from a model: give --data"),
+    (["timing", "--timing-model", "magic"], "is not one of event, event-uniform, static-uniform"),
+    (["timing", "--v-nominal", "0.2", "--out", "", "--plot", ""], "nominal supply 0.2 V is outside"),
     (["report", "/nonexistent-folder"], "does not exist"),
 ]
 
@@ -85,7 +87,9 @@ MODEL_BAD = [
     (["--limit", "0"], "--limit must be"),
     (["--acc-bits", "40"], "between 8 and 32"),
     (["--freq", "0"], "must be positive"),
-    (["--vth", "2"], "vth must be in"),
+    (["--vth", "2"], "nominal supply 0.9 V is outside the timing model's range (Vth = 2.0"),
+    (["--v-nominal", "-1"], "--v-nominal (V) must be positive"),
+    (["--cols", "0"], "--cols must be"),
     (["--weights", "/nonexistent.pth"], "does not exist"),
     (["--timing-model", "magic"], "is not one of event, event-uniform, static-uniform"),
     (["--calibration-images", "1"], "--calibration-images must be"),
@@ -106,6 +110,7 @@ def test_run_and_sweep_check_arguments_before_loading(command, extra, words, dat
     (["--voltage", "0.2"], "outside the timing model's range"),
     (["--voltage", "1.5"], "outside the timing model's range"),
     (["--protect", "0x1ffffffff"], "has bits outside the 32-bit accumulator"),
+    (["--protect", "0xZZ"], "--protect '0xZZ' is not an integer mask"),
     (["--protect-msbs", "33"], "--protect-msbs must be between 0 and --acc-bits"),
     (["--seed", "-99999999999999999999"], "seed must fit in 64 bits"),
     (["--json", "/nonexistent-folder/r.json"], "cannot be written"),
@@ -143,8 +148,8 @@ def test_sweep_checks_its_own_arguments(extra, words, data_dir, capsys, no_loadi
     (["--vmin", "0.2"], "outside the timing model's range"),
     (["--step", "0"], "--step (V) must be positive"),
     (["--latency-budget", "-1"], "--latency-budget (%) must be >= 0"),
-    (["--top1-budget", "nan"], "must be a finite number"),
-    (["--below", "0"], "--below must be"),
+    (["--budget", "nan"], "must be a finite number"),
+    (["--evaluate-below", "-1"], "--evaluate-below must be"),
 ])
 def test_slack_checks_its_own_arguments(extra, words, data_dir, capsys, no_loading):
     code, out, err = run_cli(["slack", "--data", data_dir] + extra, capsys)
@@ -254,7 +259,8 @@ def test_slack_maps_guard_bands_on_the_real_model(tmp_path, capsys):
     out = tmp_path / "slack"
     code, text, err = run_cli(["slack", "--data", str(DATA), "--weights", str(WEIGHTS), "--limit", "4",
                                "--calibration-images", "4", "--pairs-per-layer", "256", "--guard-bands", "0.2,1",
-                               "--vmin", "0.45", "--vmax", "0.9", "--step", "0.05", "--out", str(out)], capsys)
+                               "--vmin", "0.45", "--vmax", "0.9", "--step", "0.05", "--latency-budget", "0.001",
+                               "--out", str(out)], capsys)
     assert code == 0, err
     doc = json.loads((out / "slack.json").read_text())
     low = [r["lowest_v_all_protected"] for r in doc["summary"]]

@@ -6,10 +6,12 @@ import pytest
 import torch
 
 import pyvs.timing as T
-from pyvs.dataflow import Capture, LayerTiming, calibration_images, capture_pairs, mac_weighted
+from pyvs.dataflow import Capture, calibration_images, capture_pairs
 from pyvs.experiment import Experiment
-from pyvs.latency import ArrayConfig
-from pyvs.timing.dynamic import EventModel
+from pyvs.hardware import ArrayConfig
+from pyvs.timing import LayerTiming, TimingSpec
+from pyvs.timing.event import EventModel
+from pyvs.timing.layers import mac_weighted
 
 from tinynet import batched, tiny
 
@@ -71,29 +73,31 @@ def test_calibration_does_not_depend_on_the_batching():
 @pytest.fixture(scope="module")
 def timing():
     _, images, q = tiny()
-    exp = Experiment(q, batched(images, 8), array=ArrayConfig(rows=16), progress=False)
-    return exp, exp.layer_timing(T.TimingOptions(), calibration_images=16, pairs_per_layer=1024)
+    spec = TimingSpec.named("event", calibration_images=16, pairs_per_layer=1024)
+    exp = Experiment(q, batched(images, 8), array=ArrayConfig(rows=16), timing=spec, progress=False)
+    return exp, exp.layer_timing()
 
 
 def test_layer_tables_hold_what_the_issue_asks(timing):
     exp, lt = timing
     volts = [round(0.40 + 0.01 * i, 2) for i in range(51)]
     for f in (0.7, 1.0):
-        wrong, late = lt.tables(volts, f), lt.tables(volts, f, late=True)
+        array = ArrayConfig(freq_ghz=f)
+        wrong, late = lt.tables(volts, array), lt.tables(volts, array, late=True)
         for name in wrong:
             assert np.all(wrong[name] <= late[name] + 1e-15), name
             assert np.all(np.diff(wrong[name], axis=0) <= 1e-15), name
             assert wrong[name][-1].max() < 1e-12, name
             assert wrong[name][0].max() > 1e-3, name
         if f > 0.7:
-            slow = lt.tables(volts, 0.7)
+            slow = lt.tables(volts, ArrayConfig())
             assert all(np.all(wrong[n] >= slow[n] - 1e-15) for n in wrong)
 
 
 def test_the_table_is_per_layer_with_the_mac_weighted_mean(timing, tmp_path):
     exp, lt = timing
     macs = exp.workload.macs_by_layer
-    table = lt.table([0.5, 0.45], 0.7, macs, T.TimingOptions().describe())
+    table = lt.table([0.5, 0.45], ArrayConfig(), macs, T.TimingOptions().describe())
     assert table.voltages == [0.45, 0.5] and list(table.layers) == list(macs)
     mean = mac_weighted({n: np.array(t) for n, t in table.layers.items()}, macs)
     assert np.allclose(table.tensor().numpy(), mean, rtol=1e-12, atol=0)
@@ -106,18 +110,19 @@ def test_the_table_is_per_layer_with_the_mac_weighted_mean(timing, tmp_path):
 def test_per_layer_tables_differ_from_uniform_operands(timing):
     _, lt = timing
     uniform = T.error_probabilities([0.5]).numpy()[0]
-    real = lt.tables([0.5], 0.7)
+    real = lt.tables([0.5], ArrayConfig())
     assert any(t[0, 28:].max() > 100 * uniform[28:].max() for t in real.values())
 
 
 def test_the_experiment_tables_are_reproducible_from_the_seed():
     _, images, q = tiny()
-    exp = Experiment(q, batched(images, 8), array=ArrayConfig(rows=16), progress=False)
-    a = exp.error_table([0.45, 0.5], 0.7, "event", {"seed": 5}, calibration_images=8, pairs_per_layer=256)
-    b = exp.error_table([0.5, 0.45], 0.7, "event", {"seed": 5}, calibration_images=8, pairs_per_layer=256)
-    c = exp.error_table([0.45, 0.5], 0.7, "event", {"seed": 6}, calibration_images=8, pairs_per_layer=256)
+    def table(volts, seed, model="event"):
+        spec = TimingSpec.named(model, seed=seed, calibration_images=8, pairs_per_layer=256)
+        exp = Experiment(q, batched(images, 8), array=ArrayConfig(rows=16), timing=spec, progress=False)
+        return exp.error_table(volts)
+    a, b, c = table([0.45, 0.5], 5), table([0.5, 0.45], 5), table([0.45, 0.5], 6)
     assert a.layers == b.layers and a.layers != c.layers
-    static = exp.error_table([0.5], 0.7, "static-uniform")
+    static = table([0.5], 0, "static-uniform")
     assert static.layers == {} and static.params["model"] == "static"
     assert torch.equal(static.rates(0.5), T.error_probabilities([0.5], model="static")[0])
 
@@ -128,10 +133,9 @@ def test_the_experiment_tables_are_reproducible_from_the_seed():
     (lambda q, im: LayerTiming.from_pairs(EventModel(32, T.DEFAULT), {}), "no operand pairs"),
     (lambda q, im: mac_weighted({"a": np.zeros((1, 32))}, {"b": 5}), "no MACs"),
     (lambda q, im: calibration_images([], 4), "no calibration image"),
-    (lambda q, im: Experiment(q, batched(im, 8), progress=False).error_table([0.5], 0.7, "magic"),
-     "unknown timing model 'magic'"),
-    (lambda q, im: Experiment(q, batched(im[:1], 8), progress=False).error_table([0.5], 0.7, "event"),
-     "at least 2 images"),
+    (lambda q, im: TimingSpec.named("magic"), "unknown timing model 'magic'"),
+    (lambda q, im: Experiment(q, batched(im[:1], 8), progress=False).error_table([0.5]), "at least 2 images"),
+    (lambda q, im: TimingSpec.named("event").table([0.5], ArrayConfig(), 32), "needs operand pairs captured"),
 ])
 def test_bad_calibration_is_a_value_error(call, match):
     _, images, q = tiny()

@@ -112,3 +112,22 @@ def test_pyvs_run_under_torchrun_equals_one_process(tmp_path):
                {k: v for k, v in two[part].items() if k not in drop}
     # The event model's tables come from the first 9 images, which the ranks gather.
     assert one["point"]["injected"] > 0 and one["point"]["corrected"] > 0
+
+
+@pytest.mark.parametrize("env,words", [
+    ({"WORLD_SIZE": "2", "RANK": "5"}, "RANK 5 is not below WORLD_SIZE 2"),
+    ({"WORLD_SIZE": "abc"}, "WORLD_SIZE='abc' is not an integer"),
+    ({"WORLD_SIZE": "2"}, "RANK is not set"),
+    ({"WORLD_SIZE": "2", "RANK": "-1"}, "RANK=-1 must be >= 0"),
+])
+def test_a_bad_torchrun_environment_is_one_line_and_never_waits(env, words, tmp_path, monkeypatch, capsys):
+    # RANK >= WORLD_SIZE used to wait in the rendezvous forever.
+    from pyvs import cli
+    monkeypatch.delenv("RANK", raising=False)
+    for k, v in dict(env, MASTER_ADDR="127.0.0.1", MASTER_PORT="1").items():
+        monkeypatch.setenv(k, v)
+    data = tmp_path / "d"
+    data.mkdir()
+    code = cli.main(["run", "--data", str(data)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and words in err[0], err

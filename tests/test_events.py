@@ -6,11 +6,14 @@ import numpy as np
 import pytest
 
 import pyvs.timing as T
-from pyvs.timing.dynamic import EventModel, uniform_histograms
-from pyvs.timing.events import (Wave, _survival, gate_wave, histograms, horizon_steps, nominal_delays, pack,
-                                probabilities, sampled_delays, simulate, static_arrivals, unpack)
+from pyvs.hardware import ArrayConfig
+from pyvs.timing.event import EventModel, uniform_histograms
 from pyvs.timing.operands import Pairs, uniform_pairs
 from pyvs.timing.probabilities import UNIFORM_PAIRS
+from pyvs.timing.waveforms import (Wave, _survival, gate_wave, histograms, horizon_steps, nominal_delays, pack,
+                                   probabilities, simulate, unpack)
+
+from gates import sampled_delays, static_arrivals
 
 MODEL = EventModel(32, T.DEFAULT)
 
@@ -157,7 +160,7 @@ def test_most_wrong_top_bits_keep_their_value():
 def test_real_partial_sums_err_far_more_than_uniform_ones():
     # Uniform accumulators have random high bits, hence short carry chains;
     # small sign-extended partial sums ripple through every high bit.
-    real = MODEL.probabilities(MODEL.histograms(_real_like(8192, 7)), [0.5], 0.7)[0][0]
+    real = MODEL.probabilities(MODEL.histograms(_real_like(8192, 7)), [0.5], ArrayConfig())[0][0]
     uniform = T.error_probabilities([0.5])[0].numpy()
     assert np.all(real[28:] > 100 * uniform[28:]) and real[31] > 1e-3
 
@@ -171,7 +174,7 @@ def test_smoothing_matches_a_monte_carlo_over_dies():
     pairs = uniform_pairs(1024, 32, rng)
     prev, cur = pairs.batch(0, len(pairs))
     volts = [0.44, 0.445, 0.45]
-    tc = MODEL.capture_times(volts, 0.7)
+    tc = MODEL.capture_times(volts, ArrayConfig())
     wrong, _ = probabilities(MODEL.histograms(pairs), tc, T.DEFAULT.sigma_gate, MODEL.d2)
     dt, dies, mc = 0.025, 24, np.zeros_like(wrong)
     for _ in range(dies):
@@ -193,13 +196,13 @@ def test_tables_are_monotone_and_wrong_is_below_late(late):
     model, h = uniform_histograms(32, T.DEFAULT, "ripple", 0.7, UNIFORM_PAIRS, 0)  # the default table's
     volts = np.round(np.arange(0.42, 0.901, 0.005), 3)
     for f in (0.5, 0.7, 1.0):
-        wrong, lateness = model.probabilities(h, volts, f)
+        wrong, lateness = model.probabilities(h, volts, ArrayConfig(freq_ghz=f))
         p = lateness if late else wrong
         assert np.all(np.diff(p, axis=0) <= 1e-15), "must not grow with V"
         assert np.all(wrong <= lateness + 1e-15)
         assert p[-1].max() < 1e-12, "no error at 0.9 V with the default guard-band"
         if f > 0.5:
-            slower = model.probabilities(h, volts, f * 0.8)[1 if late else 0]
+            slower = model.probabilities(h, volts, ArrayConfig(freq_ghz=f * 0.8))[1 if late else 0]
             assert np.all(p >= slower - 1e-15), "must not shrink with f"
 
 

@@ -1,6 +1,5 @@
 """One operating point: the golden run, a faulty evaluation and its costs
 as a PointResult; and the same point on a GPU, bit for bit."""
-import dataclasses
 import math
 
 import pytest
@@ -8,7 +7,7 @@ import torch
 
 from pyvs.costs import Workload
 from pyvs.experiment import Experiment
-from pyvs.latency import ArrayConfig
+from pyvs.hardware import ArrayConfig
 
 from conftest import DATA, needs_cuda
 from tinynet import batched, tiny
@@ -23,30 +22,31 @@ def _p(rate=2e-3, bits=(1, 24, 30)):
 def test_point_fields_follow_from_the_evaluation():
     _, images, q = tiny()
     exp = Experiment(q, batched(images), array=ArrayConfig(rows=16), progress=False)
-    assert exp.golden.clean["n"] == len(images) and set(exp.golden.shapes) == {
+    assert exp.golden.accuracy.n == len(images) and set(exp.golden.shapes) == {
         "stem.0", "dw.0", "pw", "grouped", "fc"}
     r = exp.point(0.5, _p(), 1 << 30, seed=3, strategy="0x40000000")
-    assert r.n == 24 and r.protected_bits == 1 and r.protect == "0x40000000"
-    assert r.corrected == r.corrected_per_bit[30] > 0 and r.injected == sum(r.injected_per_bit) > 0
-    assert r.corrected_per_image == r.corrected / 24 and r.injected_per_image == r.injected / 24
+    a, c, k = r.accuracy, r.counts, r.costs
+    assert a.n == 24 and r.protected_bits == 1 and r.protect == "0x40000000"
+    assert c.corrected == c.corrected_per_bit[30] > 0 and c.injected == sum(c.injected_per_bit) > 0
+    assert c.corrected_per_image == c.corrected / 24 and c.injected_per_image == c.injected / 24
     work = Workload(exp.golden.shapes, ArrayConfig(rows=16))
-    assert sum(r.corrected_per_layer.values()) == pytest.approx(r.corrected_per_image)
-    assert r.latency_overhead_bound == pytest.approx(r.corrected_per_image / work.cycles)
+    assert sum(c.corrected_per_layer.values()) == pytest.approx(c.corrected_per_image)
+    assert k.latency_overhead_bound == pytest.approx(c.corrected_per_image / work.cycles)
     # Errors of one cycle share its stall: each layer's errors, Poisson over its cycles.
-    stalls = sum(c * (1 - math.exp(-r.corrected_per_layer[n] / c)) for n, c in work.base_cycles.items()
-                 if n in r.corrected_per_layer)
-    assert r.latency_overhead == pytest.approx(stalls / work.cycles, rel=1e-12)
-    assert r.latency_overhead < r.latency_overhead_bound
-    assert r.top1_loss == pytest.approx(exp.golden.clean["top1"] - r.top1)
-    assert r.agree_loss == pytest.approx(1 - r.agree) and r.max_p == 2e-3
+    stalls = sum(cy * (1 - math.exp(-c.corrected_per_layer[n] / cy)) for n, cy in work.base_cycles.items()
+                 if n in c.corrected_per_layer)
+    assert k.latency_overhead == pytest.approx(stalls / work.cycles, rel=1e-12)
+    assert k.latency_overhead < k.latency_overhead_bound
+    assert a.top1_loss == pytest.approx(exp.golden.top1 - a.top1)
+    assert a.agree_loss == pytest.approx(1 - a.agree) and r.max_p == 2e-3
 
 
 def test_error_free_point_is_the_golden_run():
     _, images, q = tiny()
     exp = Experiment(q, batched(images), progress=False)
     r = exp.point(0.9, torch.zeros(32, dtype=torch.float64), 0, seed=0, strategy="none")
-    assert r.agree == 1.0 and r.injected == r.corrected == 0 and r.seconds == 0.0
-    assert r.top1 == exp.golden.clean["top1"] and r.latency_overhead == 0 and r.energy_saving == 0
+    assert r.accuracy.agree == 1.0 and r.counts.injected == r.counts.corrected == 0 and r.seconds == 0.0
+    assert r.accuracy == exp.golden.accuracy and r.costs.latency_overhead == 0 and r.costs.energy_saving == 0
 
 
 def test_masks_that_agree_on_erring_bits_are_evaluated_once():
@@ -54,12 +54,22 @@ def test_masks_that_agree_on_erring_bits_are_evaluated_once():
     exp = Experiment(q, batched(images), progress=False)
     a = exp.point(0.5, _p(), 1 << 24, seed=1, strategy="a")
     b = exp.point(0.5, _p(), (1 << 24) | (1 << 5), seed=1, strategy="b")  # bit 5 never errs
-    same = lambda r: {k: v for k, v in dataclasses.asdict(r).items()  # noqa: E731
-                      if k not in ("strategy", "protect", "protected_bits", "energy_j", "energy_saving",
-                                   "energy_dynamic_j", "energy_leakage_j", "energy_razor_j")}
-    assert same(a) == same(b)
-    assert b.energy_j > a.energy_j  # the extra Razor bit still costs energy
+    assert a.accuracy == b.accuracy and a.counts == b.counts
+    assert b.costs.latency_overhead == a.costs.latency_overhead
+    assert b.costs.energy_j > a.costs.energy_j  # the extra Razor bit still costs energy
     assert exp.point(0.5, _p(), 1 << 24, seed=2, strategy="a") != a
+
+
+def test_the_experiment_owns_its_timing_and_runs_the_golden_run_once_when_needed():
+    from pyvs.timing import TimingSpec
+    _, images, q = tiny()
+    exp = Experiment(q, batched(images), timing=TimingSpec.named("static-uniform"), progress=False)
+    assert exp._golden is None  # nothing run yet: a resumed sweep hands over its cached golden run
+    table = exp.error_table([0.5, 0.9])
+    assert table.params["model"] == "static" and exp._golden is None
+    assert exp.golden is exp.golden
+    with pytest.raises(TypeError, match="timing must be a TimingSpec"):
+        Experiment(q, batched(images), timing="event", progress=False)
 
 
 @needs_cuda
@@ -69,7 +79,7 @@ def test_a_point_on_the_gpu_equals_the_cpu():
     for device in ("cpu", "cuda"):
         exp = Experiment(q.to(device), batched(images), device=device, progress=False)
         r = exp.point(0.5, _p(rate=5e-3), 1 << 30, seed=4, strategy="x")
-        rows.append({k: v for k, v in dataclasses.asdict(r).items() if k != "seconds"})
+        rows.append({k: v for k, v in r.row().items() if k != "seconds"})
         golden.append(exp.golden.pred)
     assert torch.equal(golden[0], golden[1]) and rows[0] == rows[1]
 

@@ -184,6 +184,42 @@ def test_convert_bad_input_is_a_clear_error(poison, where, act, acc_bits, empty)
         assert torch.isfinite(q(torch.randn(1, 3, 8, 8))).all()
 
 
+# ---- the layers and the other entry points ------------------------------------------
+
+ODD_GEOMETRY = st.one_of(st.integers(-2, 4), st.floats(allow_nan=True), st.tuples(st.integers(-1, 3), st.integers(-1, 3)),
+                         st.lists(st.integers(0, 3), max_size=3), st.none(), st.text(max_size=2))
+
+
+@given(stride=ODD_GEOMETRY, padding=ODD_GEOMETRY, dilation=ODD_GEOMETRY, groups=ODD_GEOMETRY,
+       w_scale=st.one_of(ODD_NUMBERS, st.lists(ODD_NUMBERS, min_size=1, max_size=5)),
+       in_scale=ODD_NUMBERS, size=st.integers(1, 9),
+       dtype=st.sampled_from([torch.float32, torch.float64, torch.int64, torch.complex64, torch.bool]))
+def test_conv_layer_misuse_is_a_clear_error(stride, padding, dilation, groups, w_scale, in_scale, size, dtype):
+    # Zero strides, negative padding, zero/NaN/negative scales, complex or
+    # integer inputs and inputs smaller than the kernel used to divide by
+    # zero, crash deep inside, or run silently.
+    from pyvs.nn import SystolicConv2d
+    w_q = torch.ones(4, 2, 3, 3, dtype=torch.int8)
+    try:
+        layer = SystolicConv2d(w_q, w_scale, None, in_scale, 0, stride=stride, padding=padding, dilation=dilation,
+                               groups=groups)
+        y = layer(torch.ones(1, 2 * (layer.groups if layer.groups in (1, 2) else 1), size, size, dtype=dtype))
+    except CLEAR:
+        return
+    assert torch.is_floating_point(y) and torch.isfinite(y).all() and min(y.shape) >= 1
+
+
+@given(thing=st.one_of(st.none(), st.integers(), st.text(max_size=3), st.just(lambda x: x), st.floats()))
+def test_other_entry_points_refuse_what_they_cannot_use(thing):
+    for call in (lambda: pyvs.convert(thing, [torch.zeros(1, 3, 8, 8)]),
+                 lambda: timing.error_probabilities([0.9], tech=thing),
+                 lambda: pyvs.systolic_matmul(torch.zeros(2, 3, dtype=torch.int8), torch.zeros(3, 2, dtype=torch.int8),
+                                              thing),
+                 lambda: timing.load_table(thing) if not isinstance(thing, str) else timing.load_table("/nonexistent")):
+        with pytest.raises(CLEAR):
+            call()
+
+
 # ---- the error-table loader ---------------------------------------------------------
 
 GOOD_TABLE = {"format": "pyvs-error-table", "version": 1, "freq_ghz": 0.7, "acc_bits": 8,
@@ -217,19 +253,19 @@ def test_table_loader_bad_input_is_a_clear_error(tmp_path_factory, key, value, d
 VALUES = st.sampled_from(["0", "1", "-1", "0.5", "1.5", "nan", "inf", "-inf", "1e-9", "abc", "", "0x10",
                           "2", "8", "33", "1e30", "0.53", "0.9,0.53", "none,auto", "0,1.5", "msb40", "cpu",
                           "gpu", "cuda", "/nonexistent", "x.bmp", "256", "event", "static-uniform"])
+HARDWARE = ["--freq", "--v-nominal", "--rows", "--cols", "--acc-bits", "--replay-cycles", "--array-batch"]
+TIMING = ["--timing-model", "--guard-band", "--vth", "--alpha", "--sigma-gate", "--calibration-images",
+          "--pairs-per-layer"]
+DATA_OPTIONS = ["--weights", "--limit", "--batch-size", "--threads", "--device"]
 OPTIONS = {
-    "demo": ["--m", "--k", "--n", "--p", "--acc-bits", "--protect-msbs", "--rows", "--seed"],
-    "timing": ["--vmin", "--vmax", "--step", "--freq", "--acc-bits", "--guard-band", "--vth", "--alpha",
-               "--sigma-gate", "--out", "--plot", "--timing-model"],
-    "run": ["--weights", "--limit", "--freq", "--acc-bits", "--rows", "--batch-size", "--threads", "--device",
-            "--vth", "--voltage", "--protect-msbs", "--protect", "--seed", "--json", "--timing-model",
-            "--calibration-images", "--pairs-per-layer"],
-    "sweep": ["--weights", "--limit", "--freq", "--acc-bits", "--rows", "--batch-size", "--device", "--voltages",
-              "--strategies", "--seeds", "--budget", "--cols", "--replay-cycles", "--array-batch", "--out",
-              "--timing-model", "--calibration-images", "--pairs-per-layer"],
-    "slack": ["--weights", "--limit", "--freq", "--guard-band", "--timing-model", "--guard-bands", "--vmin",
-              "--vmax", "--step", "--latency-budget", "--top1-budget", "--below", "--out"],
-    "report": ["--latency-limit"],
+    "demo": ["--m", "--k", "--n", "--p", "--protect-msbs", "--protect", "--seed"] + HARDWARE,
+    "timing": ["--vmin", "--vmax", "--step", "--out", "--plot"] + HARDWARE + TIMING,
+    "run": ["--voltage", "--protect-msbs", "--protect", "--seed", "--json"] + DATA_OPTIONS + HARDWARE + TIMING,
+    "sweep": ["--voltages", "--strategies", "--seeds", "--budget", "--latency-budget", "--out"]
+             + DATA_OPTIONS + HARDWARE + TIMING,
+    "slack": ["--guard-bands", "--vmin", "--vmax", "--step", "--latency-budget", "--budget", "--evaluate-below",
+              "--out"] + DATA_OPTIONS + HARDWARE + TIMING,
+    "report": ["--latency-budget", "--budget"],
 }
 
 

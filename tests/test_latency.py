@@ -4,7 +4,8 @@ import math
 import pytest
 import torch
 
-from pyvs.latency import ArrayConfig, gemm_cycles, latency_overhead, model_cycles, stalls
+from pyvs.hardware import ArrayConfig
+from pyvs.latency import gemm_cycles, latency_overhead, model_cycles, stalls
 
 
 def cycles_by_hand(M, K, N, G, R, C, load=True):

@@ -50,6 +50,41 @@ def test_any_image_size_gets_the_evaluation_transform(tmp_path):
     assert batches[0][0].dtype == torch.uint8 and batches[0][0].shape == (2, 3, 224, 224)
 
 
+def test_a_16_bit_png_among_jpegs_is_its_8_bit_image(tmp_path):
+    # decode_image gives uint16 for a 16-bit PNG: it used to break the batch
+    # (and would reach the model unnormalised in an all-16-bit batch).
+    import numpy as np
+    from PIL import Image
+    from pyvs import data
+    rng = np.random.default_rng(0)
+    eight = rng.integers(0, 256, (224, 224), dtype=np.uint16)
+    sixteen = (eight << 8) | rng.integers(0, 256, (224, 224), dtype=np.uint16)  # low byte: noise
+    Image.fromarray(sixteen).save(tmp_path / "deep.png")
+    _jpeg(tmp_path / "a.jpg", 224, 224)
+    (tmp_path / "labels.csv").write_text("file,class_index\na.jpg,1\ndeep.png,2\n")
+    batches = data.decoded(data.imagenet_dataset(str(tmp_path)), 2)
+    x = batches[0][0]
+    assert x.dtype == torch.uint8 and torch.equal(x[1], torch.from_numpy(eight.astype(np.uint8)).expand(3, 224, 224))
+
+
+@pytest.mark.parametrize("row,words", [("../outside.jpg,1", "lies outside the data folder"),
+                                       ("/etc/hostname,1", "lies outside the data folder")])
+def test_labels_naming_files_outside_the_folder_are_refused(tmp_path, row, words):
+    from pyvs import data
+    (tmp_path / "d").mkdir()
+    _jpeg(tmp_path / "outside.jpg", 224, 224)
+    (tmp_path / "d" / "labels.csv").write_text(f"file,class_index\n{row}\n")
+    with pytest.raises(ValueError, match=words):
+        data.imagenet_dataset(str(tmp_path / "d"))
+
+
+def test_a_labels_file_that_is_not_utf8_names_itself(tmp_path):
+    from pyvs import data
+    (tmp_path / "labels.csv").write_bytes(b"file,class_index\n\xff\xfe.jpg,1\n")
+    with pytest.raises(ValueError, match=r"labels.csv' is not UTF-8 text"):
+        data.imagenet_dataset(str(tmp_path))
+
+
 def test_a_val_subset_keeps_the_imagenet_class_index(tmp_path):
     from pyvs import data
     wnids = data.imagenet_wnids()

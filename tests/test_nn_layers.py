@@ -149,8 +149,33 @@ def test_forward_pass_offset_is_the_global_image_index():
     with forward_pass(5), torch.no_grad():
         part = q(images[5:12])
     assert torch.equal(part, whole[5:12])
-    with torch.no_grad():  # outside any pass: offset 0, so another image's errors
+    set_faults(q, FaultConfig(torch.full((32,), 1e-3, dtype=torch.float64), seed=1))  # numbering from 0
+    with torch.no_grad():  # outside any pass, the first call is images 0..6: another image's errors
         assert not torch.equal(q(images[5:12]), whole[5:12])
+
+
+def test_a_plain_loop_gives_every_batch_its_own_faults():
+    # Batch after batch outside forward_pass: each image gets the errors it
+    # gets in an evaluation from image 0, not image 0's (every batch used to
+    # be treated as images 0..B-1, so equal batches erred alike).
+    _, images, q = tiny()
+    p = FaultConfig(torch.full((32,), 1e-3, dtype=torch.float64), seed=2)
+    set_faults(q, p)
+    reference = batched(q, images, 24)        # explicit offsets
+    set_faults(q, p)
+    with torch.no_grad():
+        plain = torch.cat([q(images[i:i + 8]) for i in range(0, 24, 8)])
+        again = q(images[:8])                 # images 24..31 of the loop: new faults
+    assert torch.equal(plain, reference)
+    assert not torch.equal(again, plain[:8])
+    set_faults(q, p)                          # set_faults starts the numbering again
+    with torch.no_grad():
+        assert torch.equal(q(images[:8]), plain[:8])
+    probe = Probe()
+    with forward_pass(0, probe), torch.no_grad():
+        q(images[:8])                         # an explicit pass does not move the numbering
+    with torch.no_grad():
+        assert torch.equal(q(images[8:16]), plain[8:16])
 
 
 def test_layers_hand_the_op_column_major_views_of_their_weights():

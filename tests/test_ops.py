@@ -586,3 +586,40 @@ def test_meta_tensors_on_different_devices_are_a_clear_error():
     a, w = _ab()
     with pytest.raises(ValueError, match="must be on the same device"):
         torch.ops.pyvs.systolic_matmul(a, w.to("meta"), torch.zeros(32, dtype=torch.float64))
+
+
+# ---- the CPU's int8 GEMM on CPUs without VNNI --------------------------------
+
+_ISA_SCRIPT = """
+import torch, pyvs, sys
+sys.path.insert(0, {tests!r})
+from test_ops import tiled_product
+from opdata import rand_int8
+gen = torch.Generator().manual_seed(5)
+a, w = torch.full((32, 64), 127, dtype=torch.int8), torch.full((64, 32), -128, dtype=torch.int8)
+raw_exact = torch.equal(torch._int_mm(a, w.t().contiguous().t()), (a.long() @ w.long()).int())
+ok = []
+for dtype in (torch.int8, torch.uint8):
+    a, w = rand_int8((1, 200, 320), gen, dtype), rand_int8((1, 320, 48), gen)
+    ok.append(torch.equal(torch.ops.pyvs._clean_gemm(a, w, 32, 256, "int_mm"), tiled_product(a, w, 32, 256)))
+    out, _ = pyvs.systolic_matmul(a[0], w[0], [0.0] * 32, impl="fast")
+    ok.append(torch.equal(out, (a[0].long() @ w[0].long()).int()))
+print(raw_exact, all(ok))
+"""
+
+
+@pytest.mark.parametrize("isa", ["AVX2", "AVX512_CORE"])
+def test_the_clean_gemm_is_exact_on_cpus_without_vnni(isa):
+    # oneDNN's int8 GEMM saturates without VNNI; ONEDNN_MAX_CPU_ISA makes
+    # this CPU behave like one that lacks it.
+    import os
+    import subprocess
+    import sys
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, ONEDNN_MAX_CPU_ISA=isa)
+    out = subprocess.run([sys.executable, "-c", _ISA_SCRIPT.format(tests=here)], env=env, capture_output=True,
+                         text=True, check=True).stdout.split()
+    raw_exact, pyvs_exact = out[-2] == "True", out[-1] == "True"
+    if raw_exact:
+        pytest.skip(f"torch._int_mm is exact with ONEDNN_MAX_CPU_ISA={isa} on this machine: nothing to fall back from")
+    assert pyvs_exact, "pyvs's clean GEMM must not inherit torch._int_mm's saturation"

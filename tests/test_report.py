@@ -2,15 +2,13 @@
 import os
 
 from pyvs.report import pareto_front, report
-from pyvs.sweep import sweep
 
-from test_sweep import _setup, planted
+from test_sweep import _setup, run_sweep
 
 
 def test_report(tmp_path):
     q, batches = _setup(16)
-    sweep(q, batches, str(tmp_path), [0.9, 0.8], ["none", "all", "auto"], probabilities=planted,
-          progress=False)
+    run_sweep(q, batches, str(tmp_path), [0.9, 0.8], ["none", "all", "auto"])
     paths = report(str(tmp_path))
     for p in paths:
         assert os.path.getsize(p) > 0

@@ -47,3 +47,17 @@ def test_bad_input_is_a_clear_error():
         ops.requantize(torch.zeros(3, dtype=torch.int32), torch.zeros(3, dtype=torch.int32), torch.ones(3), 0, 1, 1.0)
     with pytest.raises(ValueError, match="one entry per channel"):
         ops.requantize(torch.zeros(2, 3, dtype=torch.int32), torch.zeros(2, dtype=torch.int32), torch.ones(3), 0, 1, 1.0)
+
+
+@pytest.mark.parametrize("lo,hi,words", [(-10, 10_000_000, "-2.22 <= lo <= hi <= 2.22"),
+                                         (5, -5, "lo <= hi"), (-(1 << 23), 0, "lo <= hi")])
+def test_requantize_refuses_a_range_it_would_clamp_silently(lo, hi, words):
+    # Values are clamped to +-2^22 before rounding: a wider output range
+    # would turn 1e8 into 4194304 without a word.
+    acc = torch.tensor([[100_000_000]], dtype=torch.int32)
+    one = (torch.zeros(1, dtype=torch.int32), torch.ones(1, dtype=torch.float32))
+    with pytest.raises(ValueError, match=words):
+        ops.requantize(acc, *one, lo, hi, 1.0)
+    with pytest.raises(ValueError, match="out_scale must be a positive number"):
+        ops.requantize(acc, *one, -5, 5, float("nan"))
+    assert float(ops.requantize(acc, *one, -(1 << 22), 1 << 22, 1.0)) == 4194304.0  # the edge, exact

@@ -1,6 +1,5 @@
 """The result row and the results folder's files: validated on load, a
 damaged copy replaced by the whole one, repeated rows dropped."""
-import dataclasses
 import json
 import warnings
 
@@ -19,7 +18,7 @@ def row(voltage=0.5, strategy="none", seed=0, **kw):
                 energy_replay_j=0.0, max_p=1e-3, injected_per_bit=[0] * 31 + [3],
                 corrected_per_bit=[0] * 32, evaluations=1, seconds=1.5)
     base.update(kw)
-    return PointResult(**base)
+    return PointResult.from_dict(base)
 
 
 def test_round_trip_through_both_files(tmp_path):
@@ -55,7 +54,7 @@ def test_damaged_csv_is_regenerated_and_both_damaged_is_an_error(tmp_path):
 
 def test_repeated_rows_are_dropped(tmp_path):
     rows = [row(), row(0.6), row(seed=0, top1=0.1)]  # the third repeats the first's key
-    (tmp_path / RESULTS).write_text(json.dumps([dataclasses.asdict(r) for r in rows]))
+    (tmp_path / RESULTS).write_text(json.dumps([r.row() for r in rows]))
     with pytest.warns(UserWarning, match=r"a repeated row for \(0.5, 'none', 0\) is dropped"):
         got = load_results(str(tmp_path))[0]
     assert got == rows[:2]
@@ -70,7 +69,7 @@ def test_repeated_rows_are_dropped(tmp_path):
     (lambda d: d.update(n=True), "field 'n' of a result row must be int"),
 ])
 def test_malformed_rows_are_refused(change, match):
-    d = dataclasses.asdict(row())
+    d = row().row()
     change(d)
     with pytest.raises(ValueError, match=match):
         PointResult.from_dict(d)
@@ -82,3 +81,14 @@ def test_missing_folder_and_empty_folder(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a new folder is not damaged
         assert load_results(str(tmp_path)) == ([], [], {})
+
+
+def test_a_row_is_its_typed_parts_and_files_hold_it_flat():
+    r = row(corrected_per_layer={"a": 0.5})
+    assert r.accuracy.top1 == 0.5 and r.counts.injected == 3 and r.costs.energy_saving == 0.7
+    assert r.counts.corrected_per_layer == {"a": 0.5}
+    flat = r.row()
+    assert list(flat) == FIELDS and PointResult.from_dict(flat) == r
+    # The columns are those results.csv has always had (a folder from before the parts still reads).
+    assert FIELDS[:6] == ["voltage", "strategy", "seed", "protect", "protected_bits", "n"]
+    assert FIELDS[-4:] == ["injected_per_bit", "corrected_per_bit", "evaluations", "seconds"]

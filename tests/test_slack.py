@@ -2,14 +2,16 @@
 converted model against its definition, its monotonicity, the frontier
 rule, and the bisection for the guard-band a (V, overhead) point implies."""
 import math
+import os
 
 import numpy as np
 import pytest
 
 import pyvs.timing as T
 from pyvs.experiment import Experiment
-from pyvs.latency import ArrayConfig
+from pyvs.hardware import ArrayConfig
 from pyvs.slack import SlackMap, implied_guard_band, slack_map, summary_rows
+from pyvs.timing import TimingSpec
 
 from tinynet import batched, tiny
 
@@ -20,9 +22,10 @@ GBS = [0.0, 0.1, 0.5, 1.0]
 @pytest.fixture(scope="module")
 def setup():
     _, images, q = tiny()
-    exp = Experiment(q, batched(images, 8), array=ArrayConfig(rows=16), progress=False)
-    lt = exp.layer_timing(T.TimingOptions(), calibration_images=16, pairs_per_layer=1024)
-    return exp.workload, lt, slack_map(lt, exp.workload, GBS, list(reversed(VOLTS)), 0.7)
+    spec = TimingSpec.named("event", calibration_images=16, pairs_per_layer=1024)
+    exp = Experiment(q, batched(images, 8), array=ArrayConfig(rows=16), timing=spec, progress=False)
+    lt = exp.layer_timing()
+    return exp.workload, lt, slack_map(lt, exp.workload, GBS, list(reversed(VOLTS)))
 
 
 def test_errors_are_probabilities_times_macs(setup):
@@ -30,7 +33,7 @@ def test_errors_are_probabilities_times_macs(setup):
     assert m.voltages == VOLTS and m.guard_bands == GBS
     macs = work.macs_by_layer
     for i, g in enumerate(GBS):
-        tables = lt.tables(VOLTS, 0.7, guard_band=g)
+        tables = lt.tables(VOLTS, work.array, guard_band=g)
         # layers without captured pairs take the MAC-weighted mean of the others
         mean = sum(tables[n] * macs[n] for n in tables) / sum(macs[n] for n in tables)
         want = [sum(float((tables.get(n, mean)[j]).sum()) * macs[n] for n in macs) for j in range(len(VOLTS))]
@@ -62,17 +65,20 @@ def test_the_frontier_is_the_lowest_voltage_with_every_voltage_above_within_budg
 def test_the_implied_guard_band_is_the_smallest_that_meets_the_point(setup):
     work, lt, _ = setup
     for volts, budget in [(0.5, 1e-5), (0.45, 1e-3)]:
-        g = implied_guard_band(lt, work, 0.7, volts, budget)
+        g = implied_guard_band(lt, work, volts, budget)
         assert g is not None and 0 < g < 4
-        at = lambda gb: slack_map(lt, work, [gb], [volts], 0.7).overhead[0, 0]  # noqa: E731
+        at = lambda gb: slack_map(lt, work, [gb], [volts]).overhead[0, 0]  # noqa: E731
         assert at(g) <= budget < at(g - 2e-4), (volts, g)
-    assert implied_guard_band(lt, work, 0.7, 0.9, 1e-5) == 0.0
-    assert implied_guard_band(lt, work, 0.7, 0.31, 0.0, hi=0.01) is None
+    assert implied_guard_band(lt, work, 0.9, 1e-5) == 0.0
+    assert implied_guard_band(lt, work, 0.31, 0.0, hi=0.01) is None
 
 
 class _Row:
     def __init__(self, voltage, overhead, top1_loss, agree_loss):
-        self.voltage, self.latency_overhead, self.top1_loss, self.agree_loss = voltage, overhead, top1_loss, agree_loss
+        from types import SimpleNamespace
+        from pyvs.evaluate import Accuracy
+        self.voltage, self.costs = voltage, SimpleNamespace(latency_overhead=overhead)
+        self.accuracy = Accuracy(1, 0, 0, 0, 0, 0, 0, 0, 0, 0, top1_loss=top1_loss, agree_loss=agree_loss)
 
 
 def test_summary_takes_the_lowest_voltage_meeting_both_budgets():
@@ -92,4 +98,25 @@ def test_summary_takes_the_lowest_voltage_meeting_both_budgets():
 def test_bad_guard_bands(setup, gbs, match):
     work, lt, _ = setup
     with pytest.raises(ValueError, match=match):
-        slack_map(lt, work, gbs, [0.5], 0.7)
+        slack_map(lt, work, gbs, [0.5])
+
+
+def test_the_study_runs_from_python_and_evaluates_below_each_frontier(tmp_path):
+    from pyvs.report import slack_report
+    from pyvs.slack import study
+    from pyvs.strategies import Budget
+    _, images, q = tiny()
+    spec = TimingSpec.named("event", calibration_images=8, pairs_per_layer=256)
+    exp = Experiment(q, batched(images, 8), array=ArrayConfig(rows=16), timing=spec, progress=False)
+    s = study(exp, [0.5, 1.0], VOLTS, Budget(accuracy=0.5, latency=1e-3), evaluate_below=1, out_dir=str(tmp_path))
+    lows = s.map.lowest_voltage(1e-3)
+    for g, low, row in zip([0.5, 1.0], lows, s.summary):
+        assert row["lowest_v_all_protected"] == low
+        below = [v for v in VOLTS if low is not None and v < low][-1:]
+        assert [r.voltage for r in s.evaluated.get(g, [])] == below
+        assert (tmp_path / f"gb{g:g}" / "results.json").exists() == bool(below)
+    paths = slack_report(s, str(tmp_path))
+    assert all(os.path.getsize(p) > 0 for p in paths)
+    with pytest.raises(ValueError, match="use the 'event' timing model"):
+        study(Experiment(q, batched(images, 8), timing=TimingSpec.named("static-uniform"), progress=False),
+              [1.0], VOLTS)

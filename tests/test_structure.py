@@ -1,5 +1,9 @@
 """The code's shape, kept by tests: no import cycles in pyvs, data flowing
-one way along the pipeline, and no long function without a stated reason."""
+one way along the pipeline, no long function without a stated reason; and
+configuration settled once: the clock and the hardware's defaults only in
+ArrayConfig (pyvs.hardware), timing-model names only inside pyvs.timing,
+the sweep taking its experiment, result rows flattened only in
+pyvs.results."""
 import ast
 from pathlib import Path
 
@@ -11,7 +15,8 @@ PKG = ROOT / "pyvs"
 # The pipeline, left to right: a module may import from its own step and
 # the steps to its left, never from the right.
 STEPS = [
-    ["pyvs.checks", "pyvs.accumulator", "pyvs.files", "pyvs.distributed"],  # shared facts, checks, scale-out
+    ["pyvs.checks", "pyvs.accumulator", "pyvs.files", "pyvs.distributed",  # shared facts, checks, scale-out,
+     "pyvs.hardware"],                                     # the hardware and its defaults
     ["pyvs.timing"],                                       # voltage -> error table
     ["pyvs.ops", "pyvs.reference"],                        # error table -> op
     ["pyvs.nn"],                                           # op -> layer -> model
@@ -135,3 +140,85 @@ def test_the_checker_sees_a_cycle(tmp_path, monkeypatch):
     assert graph()["pyvs.a"] == {"pyvs.b"} and graph()["pyvs.b"] == {"pyvs.a"}
     with pytest.raises(AssertionError, match="pyvs.a -> pyvs.b -> pyvs.a"):
         test_no_import_cycles()
+
+
+# ---- configuration settled once -----------------------------------------------------
+
+def _trees():
+    for path in sorted(PKG.rglob("*.py")):
+        yield path, ast.parse(path.read_text())
+
+
+HARDWARE_NAMES = {"freq_ghz", "rows", "cols", "v_nominal", "vdd_nominal", "acc_bits"}
+
+
+def test_the_clock_is_only_arraycfg_s():
+    # No function of pyvs takes a clock of its own: the clock is ArrayConfig.freq_ghz.
+    found = [f"{p.relative_to(ROOT)}:{a.lineno} {a.arg}" for p, tree in _trees() for a in ast.walk(tree)
+             if isinstance(a, ast.arg) and a.arg in ("freq_ghz", "freq")]
+    assert not found, "functions taking a clock beside ArrayConfig: " + ", ".join(found)
+
+
+def _literal_defaults(tree):
+    """(name, line, value) of every parameter or class field default that is a number literal."""
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            args = node.args.posonlyargs + node.args.args
+            pairs = list(zip(args[len(args) - len(node.args.defaults):], node.args.defaults))
+            pairs += [(a, d) for a, d in zip(node.args.kwonlyargs, node.args.kw_defaults) if d is not None]
+            for a, d in pairs:
+                if isinstance(d, ast.Constant) and isinstance(d.value, (int, float)):
+                    yield a.arg, d.lineno, d.value
+        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and \
+                isinstance(node.value, ast.Constant) and isinstance(node.value.value, (int, float)):
+            yield node.target.id, node.lineno, node.value.value
+
+
+def test_hardware_defaults_live_in_one_place():
+    found = [f"{p.relative_to(ROOT)}:{line} {name}={value}" for p, tree in _trees() if p.name != "hardware.py"
+             for name, line, value in _literal_defaults(tree) if name in HARDWARE_NAMES]
+    assert not found, "hardware defaults written outside pyvs/hardware.py: " + ", ".join(found)
+
+
+def test_the_cpp_schema_mirrors_the_default_tile_height():
+    import re
+    from pyvs import hardware
+    schema = (ROOT / "csrc" / "systolic_matmul.cpp").read_text()
+    m = re.search(r"int rows=(\d+)", schema)
+    assert m and int(m.group(1)) == hardware.ROWS, "the op's schema default must equal pyvs.hardware.ROWS"
+    assert "mirrors pyvs.hardware.ROWS" in schema
+
+
+def test_timing_model_names_are_decided_inside_pyvs_timing():
+    # Outside pyvs.timing nothing compares against a model's name: it asks
+    # the TimingSpec (needs_operands, what_errs, ...).
+    names = {"event", "static", "event-uniform", "static-uniform"}
+    found = []
+    for p, tree in _trees():
+        if "timing" in p.relative_to(PKG).parts[:1]:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Compare):
+                consts = [c.value for c in [node.left, *node.comparators] if isinstance(c, ast.Constant)]
+                if any(c in names for c in consts):
+                    found.append(f"{p.relative_to(ROOT)}:{node.lineno}")
+    assert not found, "timing-model names tested outside pyvs.timing: " + ", ".join(found)
+
+
+def test_the_sweep_takes_an_experiment_a_grid_a_budget_and_a_folder():
+    import inspect
+    from pyvs.sweep import sweep
+    params = list(inspect.signature(sweep).parameters)
+    assert params == ["experiment", "grid", "budget", "out_dir", "meta"], params
+
+
+def test_result_rows_are_flattened_only_in_pyvs_results():
+    found = []
+    for p, tree in _trees():
+        if p.name == "results.py":
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "row" \
+                    and not node.args:
+                found.append(f"{p.relative_to(ROOT)}:{node.lineno}")
+    assert not found, "result rows flattened outside pyvs/results.py: " + ", ".join(found)

@@ -11,8 +11,11 @@ import time
 import pytest
 import torch
 
-from pyvs.latency import ArrayConfig
-from pyvs.sweep import sweep
+from pyvs.experiment import Experiment
+from pyvs.hardware import ArrayConfig
+from pyvs.strategies import Budget
+from pyvs.sweep import Grid, sweep
+from pyvs.timing import TimingSpec
 
 from tinynet import tiny
 
@@ -28,6 +31,13 @@ def planted(volts):
     return p
 
 
+def run_sweep(q, batches, out, voltages, strategies, seeds=(0,), rates=planted, budget=0.003, device="cpu",
+              **kw):
+    """The sweep of the tiny network at hand-made rates (a test's one-liner)."""
+    exp = Experiment(q, batches, timing=TimingSpec.custom(rates), device=device, progress=False, **kw)
+    return sweep(exp, Grid(voltages, strategies, seeds), Budget(accuracy=budget), out)
+
+
 def _setup(n=48):
     _, _, q = tiny()
     gen = torch.Generator().manual_seed(0)
@@ -38,17 +48,16 @@ def _setup(n=48):
 
 def test_auto_protects_the_planted_bit(tmp_path):
     q, batches = _setup()
-    rows = sweep(q, batches, str(tmp_path), [0.9, 0.8], ["none", "auto"], probabilities=planted,
-                 budget=0.0, progress=False)
+    rows = run_sweep(q, batches, str(tmp_path), [0.9, 0.8], ["none", "auto"], budget=0.0)
     by = {(r.voltage, r.strategy): r for r in rows}
-    assert by[(0.8, "none")].agree < 1.0, "the planted bit must hurt"
+    assert by[(0.8, "none")].accuracy.agree < 1.0, "the planted bit must hurt"
     auto = by[(0.8, "auto")]
     assert auto.mask == 1 << 24, auto.protect  # bit 24, and not the harmless bit 1
-    assert auto.agree_loss <= 0.0 and auto.top1_loss <= 0.0
-    assert auto.corrected > 0 and auto.injected > 0  # bit 1 still flips, harmlessly
+    assert auto.accuracy.agree_loss <= 0.0 and auto.accuracy.top1_loss <= 0.0
+    assert auto.counts.corrected > 0 and auto.counts.injected > 0  # bit 1 still flips, harmlessly
     # zero budget at nominal voltage: nothing to protect
     assert by[(0.9, "auto")].mask == 0
-    assert by[(0.9, "auto")].latency_overhead == 0 and by[(0.9, "none")].energy_saving == 0
+    assert by[(0.9, "auto")].costs.latency_overhead == 0 and by[(0.9, "none")].costs.energy_saving == 0
 
 
 # ---- resume after a kill ------------------------------------------------------
@@ -56,11 +65,9 @@ def test_auto_protects_the_planted_bit(tmp_path):
 SCRIPT = textwrap.dedent("""
     import sys, torch
     sys.path.insert(0, {here!r})
-    from test_sweep import _setup, planted
-    from pyvs.sweep import sweep
+    from test_sweep import _setup, run_sweep
     q, batches = _setup()
-    sweep(q, batches, sys.argv[1], [0.9, 0.8, 0.7], ["none", "msb8", "all"], seeds=[0, 1],
-          probabilities=planted, progress=False)
+    run_sweep(q, batches, sys.argv[1], [0.9, 0.8, 0.7], ["none", "msb8", "all"], seeds=[0, 1])
 """)
 
 
@@ -109,14 +116,23 @@ def test_sweep_resumes_after_a_kill(tmp_path):
     (dict(voltages=[0.2]), "outside the timing model's range"),
     (dict(voltages=[1.5]), "outside the timing model's range"),
     (dict(strategies=["magic"]), "unknown strategy"),
-    (dict(budget=-0.1), "budget must be >= 0"),
+    (dict(strategies=[]), "no protection strategy"),
+    (dict(seeds=[]), "no seed"),
+    (dict(budget=-0.1), "Budget.accuracy must be a fraction in"),
 ])
 def test_bad_sweep_input(tmp_path, kw, match):
     q, batches = _setup(16)
     args = dict(voltages=[0.9], strategies=["none"], budget=0.003)
     args.update(kw)
     with pytest.raises(ValueError, match=match):
-        sweep(q, batches, str(tmp_path / "out"), progress=False, **args)
+        run_sweep(q, batches, str(tmp_path / "out"), **args)
+
+
+def test_sweep_takes_typed_arguments(tmp_path):
+    q, batches = _setup(16)
+    exp = Experiment(q, batches, timing=TimingSpec.custom(planted), progress=False)
+    with pytest.raises(TypeError, match="sweep.experiment, grid: Grid, budget: Budget"):
+        sweep(exp, Grid([0.9]), 0.3, str(tmp_path))  # a bare number is not a budget
 
 
 def test_unwritable_output_folder(tmp_path):
@@ -124,23 +140,22 @@ def test_unwritable_output_folder(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     with pytest.raises(ValueError, match="cannot write to the output folder"):
-        sweep(q, batches, str(blocker / "out"), [0.9], ["none"], progress=False)
+        run_sweep(q, batches, str(blocker / "out"), [0.9], ["none"])
 
 
 def test_rescore_reproduces_and_changes_only_the_models(tmp_path):
     from pyvs.sweep import rescore
     q, batches = _setup(16)
-    rows = sweep(q, batches, str(tmp_path), [0.9, 0.8], ["none", "all"], probabilities=planted,
-                 progress=False)
+    rows = run_sweep(q, batches, str(tmp_path), [0.9, 0.8], ["none", "all"])
     same = rescore(str(tmp_path), ArrayConfig())
     for a, b in zip(rows, same):
-        assert b.energy_saving == pytest.approx(a.energy_saving)
-        assert b.latency_overhead == pytest.approx(a.latency_overhead)
+        assert b.costs.energy_saving == pytest.approx(a.costs.energy_saving)
+        assert b.costs.latency_overhead == pytest.approx(a.costs.latency_overhead)
     big = rescore(str(tmp_path), ArrayConfig(batch=8))
-    assert all(b.top1 == a.top1 for a, b in zip(rows, big))
-    corrected = [r for r in big if r.corrected_per_image > 0]
-    assert corrected and all(b.latency_overhead > a.latency_overhead
-                             for a, b in zip(rows, big) if a.corrected_per_image > 0)
+    assert all(b.accuracy == a.accuracy and b.counts == a.counts for a, b in zip(rows, big))
+    corrected = [r for r in big if r.counts.corrected_per_image > 0]
+    assert corrected and all(b.costs.latency_overhead > a.costs.latency_overhead
+                             for a, b in zip(rows, big) if a.counts.corrected_per_image > 0)
 
 
 @pytest.mark.needs_cuda
@@ -148,40 +163,49 @@ def test_sweep_on_the_gpu_equals_the_cpu(tmp_path):
     q, batches = _setup(32)
     rows = {}
     for device in ("cpu", "cuda"):
-        got = sweep(q.to(device), batches, str(tmp_path / device), [0.9, 0.8], ["none", "msb8", "auto"],
-                    seeds=[0, 1], probabilities=planted, device=device, progress=False)
-        rows[device] = [{k: v for k, v in vars(r).items() if k != "seconds"} for r in got]
+        got = run_sweep(q.to(device), batches, str(tmp_path / device), [0.9, 0.8], ["none", "msb8", "auto"],
+                        seeds=[0, 1], device=device)
+        rows[device] = [{k: v for k, v in r.row().items() if k != "seconds"} for r in got]
     assert rows["cpu"] == rows["cuda"]
 
 
 def test_a_folder_is_never_resumed_on_other_data_or_another_model(tmp_path):
     q, batches = _setup(32)
-    sweep(q, batches, str(tmp_path), [0.9], ["none"], probabilities=planted, progress=False)
+    run_sweep(q, batches, str(tmp_path), [0.9], ["none"])
     # The same images in other batches: the same data, resumed.
     rebatched = [(torch.cat([x for x, _ in batches]), torch.cat([y for _, y in batches]))]
-    assert len(sweep(q, rebatched, str(tmp_path), [0.9], ["none"], probabilities=planted,
-                     progress=False)) == 1
+    assert len(run_sweep(q, rebatched, str(tmp_path), [0.9], ["none"])) == 1
     other = [(x.flip(0), y) for x, y in batches]  # same count, other images
     with pytest.raises(ValueError, match="holds a sweep with other data"):
-        sweep(q, other, str(tmp_path), [0.9], ["none"], probabilities=planted, progress=False)
+        run_sweep(q, other, str(tmp_path), [0.9], ["none"])
     q2, _ = _setup(32)
     q2.fc.weight_q.view(-1)[0] += 1
     with pytest.raises(ValueError, match="holds a sweep with other model"):
-        sweep(q2, batches, str(tmp_path), [0.9], ["none"], probabilities=planted, progress=False)
+        run_sweep(q2, batches, str(tmp_path), [0.9], ["none"])
+
+
+def test_a_new_grid_in_an_old_folder_adds_its_points_and_meta_records_the_union(tmp_path):
+    import json
+    q, batches = _setup(16)
+    run_sweep(q, batches, str(tmp_path), [0.9], ["none"])
+    rows = run_sweep(q, batches, str(tmp_path), [0.8], ["none", "all"], seeds=[1])
+    assert [r.key for r in rows] == [(0.9, "none", 0), (0.8, "none", 1), (0.8, "all", 1)]
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    assert meta["voltages"] == [0.8, 0.9] and meta["strategies"] == ["all", "none"] and meta["seeds"] == [0, 1]
+    from pyvs.timing import load_table
+    assert load_table(str(tmp_path / "error_table.json")).voltages == [0.8, 0.9]
 
 
 def test_auto_point_counts_every_search_step(tmp_path):
     import json
     q, batches = _setup(16)
-    rows = sweep(q, batches, str(tmp_path), [0.8], ["auto"], probabilities=planted, budget=0.0,
-                 progress=False)
+    rows = run_sweep(q, batches, str(tmp_path), [0.8], ["auto"], budget=0.0)
     steps = json.loads((tmp_path / "search.json").read_text())
     assert rows[0].evaluations == len(steps) > 1
     assert rows[0].seconds == pytest.approx(sum(s["seconds"] for s in steps))
 
 
 def test_progress_counts_evaluations_not_points():
-    from pyvs.experiment import Experiment
     from pyvs.sweep import _evaluations_ahead
     q, batches = _setup(16)
     exp = Experiment(q, batches, progress=False)
@@ -191,3 +215,18 @@ def test_progress_counts_evaluations_not_points():
     pending = [(0.9, "none", 0), (0.9, "auto", 0), (0.8, "none", 0), (0.8, "msb8", 0), (0.8, "msb16", 0),
                (0.8, "auto", 0)]
     assert _evaluations_ahead(exp, pending, p_of) == 2 + 3
+
+
+@pytest.mark.parametrize("damage", [b"", b"garbage, not a torch file", None])
+def test_a_damaged_golden_run_is_redone_on_resume(tmp_path, damage):
+    q, batches = _setup(16)
+    first = run_sweep(q, batches, str(tmp_path), [0.9, 0.8], ["none"])
+    golden = tmp_path / "golden.pt"
+    if damage is None:
+        golden.write_bytes(golden.read_bytes()[:200])  # truncated
+    else:
+        golden.write_bytes(damage)
+    with pytest.warns(UserWarning, match="golden.pt' is damaged .*the golden run is done again"):
+        again = run_sweep(q, batches, str(tmp_path), [0.9, 0.8, 0.7], ["none"])
+    assert [r.row() for r in again[:2]] == [r.row() for r in first]
+    assert torch.load(golden, weights_only=True)["clean"]["n"] == 16

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import pyvs.timing as T
+from pyvs.hardware import ArrayConfig
 from pyvs.timing.datapath import build_mac, worst_case_path
 from pyvs.timing.montecarlo import monte_carlo, simulate
 
@@ -48,8 +49,8 @@ def test_monotone_in_voltage_and_frequency(model):
     assert p.max() > 1e-3, "the grid must reach voltages where bits err"
     assert np.all(np.diff(p, axis=0) <= 1e-15), "P_b must not grow with V"
     for f_lo, f_hi in [(0.5, 0.7), (0.7, 0.9), (0.9, 1.4)]:
-        lo = T.error_probabilities(DENSE, freq_ghz=f_lo, model=model).numpy()
-        hi = T.error_probabilities(DENSE, freq_ghz=f_hi, model=model).numpy()
+        lo = T.error_probabilities(DENSE, ArrayConfig(freq_ghz=f_lo), model=model).numpy()
+        hi = T.error_probabilities(DENSE, ArrayConfig(freq_ghz=f_hi), model=model).numpy()
         assert np.all(hi >= lo - 1e-15), "P_b must not shrink with f"
 
 
@@ -123,7 +124,7 @@ def test_analytic_matches_monte_carlo_empirical():
 # ---- the table file --------------------------------------------------------
 
 def test_table_roundtrip(tmp_path):
-    table = T.make_table(GRID, 0.7, 32)
+    table = T.make_table(GRID, ArrayConfig(), 32)
     path = tmp_path / "t.json"
     T.save_table(table, str(path))
     back = T.load_table(str(path))
@@ -172,12 +173,24 @@ def _doc(**over):
     (_doc(version=2, layers=[]), "layers must be an object"),
     (_doc(version=2, layers={"a": [[0.0] * 8]}), "layer 'a': .*one row per voltage"),
     (_doc(version=2, layers={"a": [[0.0] * 8, [2.0] + [0.0] * 7]}), "layer 'a': .*not a probability"),
+    (_doc(voltages=[True, 0.6]), "voltage True is not a positive number"),
+    (_doc(p=[[True] + [0.0] * 7, [0.0] * 8]), r"p\[0\]\[0\] = True is not a probability"),
+    (_doc(version=True), "unsupported error-table version True"),
+    (_doc(acc_bits=True), "must be an integer between 8 and 32"),
+    (_doc(freq_ghz=True), "freq_ghz must be a positive number"),
 ])
 def test_malformed_table_is_rejected(tmp_path, doc, match):
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(doc))
     with pytest.raises(ValueError, match=match):
         T.load_table(str(path))
+
+
+def test_a_table_path_must_be_a_file_name(tmp_path):
+    with pytest.raises(TypeError, match="path must be a file name"):
+        T.load_table(0)  # open(0) would read standard input
+    with pytest.raises(ValueError, match="cannot be read"):
+        T.load_table(str(tmp_path))  # a folder
 
 
 def test_unreadable_tables_are_rejected(tmp_path):
@@ -196,23 +209,27 @@ def test_unreadable_tables_are_rejected(tmp_path):
     (lambda: T.error_probabilities([]), "voltage grid is empty"),
     (lambda: T.error_probabilities([float("nan")]), "voltage must be a finite number"),
     (lambda: T.error_probabilities([1.3]), "1.3 V is outside the timing model's range"),
-    (lambda: T.error_probabilities([0.9], freq_ghz=-0.7), r"freq_ghz \(the clock, GHz\) must be positive"),
-    (lambda: T.error_probabilities([0.9], freq_ghz=0.0), "must be positive"),
+    (lambda: T.error_probabilities([0.9], ArrayConfig(freq_ghz=-0.7)), "freq_ghz must be a positive number"),
+    (lambda: T.error_probabilities([0.9], ArrayConfig(freq_ghz=0.0)), "must be a positive number"),
+    (lambda: T.error_probabilities([0.9], 0.7), "array must be a pyvs.hardware.ArrayConfig"),
+    (lambda: T.error_probabilities([0.5], ArrayConfig(v_nominal=0.25)), "nominal supply 0.25 V is outside"),
     (lambda: T.error_probabilities([0.9], acc_bits=7), "between 8 and 32"),
     (lambda: T.error_probabilities([0.9], acc_bits=33), "between 8 and 32"),
     (lambda: T.error_probabilities([0.9], adder="magic"), "unknown adder"),
     (lambda: T.error_probabilities([0.9], adder="magic", model="static"), "unknown adder"),
     (lambda: T.error_probabilities([0.9], model="magic"), "unknown timing model 'magic'"),
-    (lambda: T.named_model("magic", {}), "unknown timing model 'magic'"),
-    (lambda: T.named_model("event", {"model": "static"}), "sets .'model'. itself"),
+    (lambda: T.TimingSpec.named("magic"), "unknown timing model 'magic'"),
+    (lambda: T.TimingSpec.named("event", operands="uniform"), "sets .'operands'. itself"),
+    (lambda: T.TimingSpec("event", T.TimingOptions(model="static")), "sets its own options.model"),
+    (lambda: T.TimingSpec.named("event", calibration_images=1), "calibration images must be"),
     (lambda: T.error_probabilities([0.9], colour="red"), "unknown timing-model options"),
-    (lambda: T.error_probabilities([0.9], vth=0.95), "vth must be in"),
+    (lambda: T.error_probabilities([0.9], vth=0.95), r"nominal supply 0.9 V is outside the timing model's range \(Vth = 0.95"),
     (lambda: T.error_probabilities([0.9], guard_band=-0.1), "guard_band must be >= 0"),
     (lambda: T.EmpiricalOperands([1.0] * 10, [1.0] * 256), "256 bins"),
     (lambda: T.EmpiricalOperands([0.0] * 256, [1.0] * 256), "not all zero"),
 ])
 def test_bad_input_is_a_value_error(call, match):
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises((ValueError, TypeError), match=match):
         call()
 
 
@@ -232,6 +249,6 @@ def test_timing_command_writes_table_and_heatmap(tmp_path, capsys):
     table = T.load_table(str(out))
     assert table.voltages == [0.5, 0.55, 0.6]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "0.50V" in capsys.readouterr().out
+    assert " 0.500 " in capsys.readouterr().out
     assert main(["timing", "--vmin", "0.2", "--out", "", "--plot", ""]) == 2
     assert "pyvs timing: voltage 0.2 V is outside the timing model's range" in capsys.readouterr().err

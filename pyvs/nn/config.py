@@ -10,6 +10,7 @@ import torch
 
 from ..accumulator import check_mask, check_width
 from ..checks import integer
+from ..hardware import ROWS
 from ..ops import IMPLS, seed64
 
 
@@ -25,7 +26,7 @@ class FaultConfig:
         seed: 64-bit seed; with the layer's stream id and the global row it
             fixes every event.
         rows: systolic array height, MACs per K-tile (default 256). An
-            experiment sets it from its :class:`pyvs.latency.ArrayConfig`.
+            experiment sets it from its :class:`pyvs.hardware.ArrayConfig`.
         impl: how the op computes it, never what ("auto", "fast" or
             "simple"; see :func:`pyvs.ops.systolic_matmul`).
     """
@@ -33,7 +34,7 @@ class FaultConfig:
     p_bits: Optional[torch.Tensor] = None
     protect: int = 0
     seed: int = 0
-    rows: int = 256
+    rows: int = ROWS
     impl: str = "auto"
 
     def __post_init__(self):

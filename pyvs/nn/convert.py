@@ -18,6 +18,7 @@ from typing import Dict, Iterable, Optional, Tuple
 import torch
 from torch import nn
 
+from ..hardware import ACC_BITS
 from .int8 import FakeQuant, QuantFunctional, RecordPools, pool_integers, quantize_bias
 from .ptq import quantize_float_model
 from .surgery import check_mapped, make_systolic, set_module
@@ -114,7 +115,7 @@ def _float_twin(name: str, m: nn.Module, inputs: dict, add_inputs: dict, acc_bit
 
 
 def from_quantized(qmodel: nn.Module, example_input: Optional[torch.Tensor] = None,
-                   acc_bits: int = 32, allow_float: bool = False) -> nn.Module:
+                   acc_bits: int = ACC_BITS, allow_float: bool = False) -> nn.Module:
     """A float-in, float-out copy of a torch.ao int8 model whose quantized
     conv/linear layers run on the systolic array with the imported integer
     weights, scales, zero points and int32 biases.
@@ -140,7 +141,7 @@ def from_quantized(qmodel: nn.Module, example_input: Optional[torch.Tensor] = No
 
 
 def convert(model: nn.Module, calibration: Optional[Iterable[torch.Tensor]] = None, *,
-            inplace: bool = False, acc_bits: int = 32, act_dtype: str = "uint8",
+            inplace: bool = False, acc_bits: int = ACC_BITS, act_dtype: str = "uint8",
             allow_float: bool = False, example_input: Optional[torch.Tensor] = None,
             progress: bool = False) -> nn.Module:
     """Swaps every supported layer of ``model`` for a systolic one.
@@ -153,6 +154,8 @@ def convert(model: nn.Module, calibration: Optional[Iterable[torch.Tensor]] = No
     acc_bits: accumulator width W of every layer, bits (8..32).
     Returns the converted model (a copy unless ``inplace``). Raises
     ValueError naming every layer it cannot map, unless ``allow_float``."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"pyvs.convert: model must be a torch.nn.Module, got {type(model).__name__}")
     if is_quantized_model(model):
         return from_quantized(model, example_input, acc_bits, allow_float)
     if calibration is None:

@@ -3,7 +3,9 @@ emulate, step for step as torch's int8 kernels (QNNPACK) compute it:
 quantization of float tensors onto an 8-bit grid, int32 biases, the
 requantization of int32 accumulators to the next layer's grid, and the
 fixed-point quantized add. Float tensors carry the values between layers;
-every rounding happens where the int8 runtime rounds."""
+every rounding happens where the int8 runtime rounds. The one-pass
+quantize and requantize steps are the compiled ops
+(:func:`pyvs.ops.quantize`, :func:`pyvs.ops.requantize`)."""
 from __future__ import annotations
 
 import struct
@@ -12,7 +14,6 @@ from typing import Optional, Tuple
 import torch
 from torch import nn
 
-from .. import ops
 
 QRANGE = {"uint8": (0, 255), "int8": (-128, 127)}  # 8-bit activation grids
 
@@ -28,13 +29,6 @@ def f32(x) -> torch.Tensor:
     return torch.tensor(x, dtype=torch.float32)
 
 
-def quantize(x: torch.Tensor, scale: float, zero_point: int, dtype: str) -> torch.Tensor:
-    """float x -> uint8/int8 q = clamp(round(x * (1 / scale)) + zero_point),
-    in float32, rounding half to even, in x's memory layout (one pass:
-    :func:`pyvs.ops.quantize`). x itself is left untouched."""
-    return ops.quantize(x, scale, zero_point, dtype)
-
-
 def quantize_bias(bias: torch.Tensor, in_scale: float, w_scale: torch.Tensor) -> torch.Tensor:
     """float bias [Cout] -> int32 on the accumulator's scale s_in * s_w[n]:
     round(b * (1 / (s_in * s_w))) in float32, as ATen quantizes int32 biases
@@ -42,16 +36,6 @@ def quantize_bias(bias: torch.Tensor, in_scale: float, w_scale: torch.Tensor) ->
     scale = f32(in_scale) * w_scale.to(torch.float32)
     q = torch.round(bias.detach().float() * (1.0 / scale))
     return q.clamp(-2**31, 2**31 - 1).to(torch.int32)
-
-
-def requantize(acc: torch.Tensor, offset: torch.Tensor, multiplier: torch.Tensor, out_scale: float,
-               lo: int, hi: int, channel_dim: int = 1) -> torch.Tensor:
-    """int32 accumulators [R, C] -> float values on the output grid:
-    clamp(round(float32(acc + offset[c]) * M[c]), lo, hi) * s_out per channel
-    c (dim ``channel_dim``), where [lo, hi] is the output range minus its
-    zero point (round(acc * M) + z clamped to [omin, omax], minus z, is the
-    same thing); one pass: :func:`pyvs.ops.requantize`."""
-    return ops.requantize(acc, offset, multiplier, lo, hi, out_scale, channel_dim)
 
 
 class FakeQuant(nn.Module):

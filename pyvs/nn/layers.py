@@ -34,9 +34,10 @@ from torch import nn
 
 from ..accumulator import check_width
 from ..checks import integer
-from ..ops import systolic_matmul
+from ..hardware import ACC_BITS
+from ..ops import quantize, requantize, systolic_matmul
 from .config import FaultConfig
-from .int8 import QRANGE, check_dtype, f32, quantize, requantize
+from .int8 import QRANGE, check_dtype, f32
 from .probe import current_pass
 
 _ZERO_P: Dict[int, torch.Tensor] = {}
@@ -69,7 +70,7 @@ class SystolicLayer(nn.Module):
     def __init__(self, weight_q: torch.Tensor, w_scale: torch.Tensor, bias_q: Optional[torch.Tensor],
                  in_scale: float, in_zero_point: int, in_dtype: str = "uint8",
                  out_scale: Optional[float] = None, out_zero_point: int = 0, out_relu: bool = False,
-                 out_dtype: str = "uint8", acc_bits: int = 32, name: str = ""):
+                 out_dtype: str = "uint8", acc_bits: int = ACC_BITS, name: str = ""):
         super().__init__()
         if weight_q.dtype != torch.int8:
             raise TypeError(f"{type(self).__name__}: weights must be int8, got {weight_q.dtype}")
@@ -78,7 +79,7 @@ class SystolicLayer(nn.Module):
         self.in_zero_point = integer(in_zero_point, "input zero point", self.in_min, self.in_max)
         self.acc_bits = check_width(acc_bits)
         cout = weight_q.shape[0]
-        w_scale = torch.as_tensor(w_scale, dtype=torch.float32).reshape(-1).expand(cout).clone()
+        w_scale = _weight_scales(w_scale, cout, type(self).__name__)
         bias_q = torch.zeros(cout, dtype=torch.int32) if bias_q is None else bias_q.to(torch.int32)
         colsum = weight_q.reshape(cout, -1).to(torch.int64).sum(1)
         self.register_buffer("weight_q", weight_q.contiguous())
@@ -97,6 +98,7 @@ class SystolicLayer(nn.Module):
             self.register_buffer("requant", self.acc_scale / f32(self.out_scale))
         self.name, self.stream = name, stream_id(name)
         self.fault: Optional[FaultConfig] = None
+        self.images_seen = 0  # images run outside forward_pass blocks (their global index)
 
     def set_fault(self, config: Optional[FaultConfig]) -> None:
         if config is not None and not isinstance(config, FaultConfig):
@@ -106,6 +108,7 @@ class SystolicLayer(nn.Module):
             raise ValueError(f"layer {self.name!r}: the probability table has {config.acc_bits} "
                              f"entries but the accumulator is {self.acc_bits} bits wide")
         self.fault = config
+        self.images_seen = 0
 
     def gemm(self, a: torch.Tensor, w: torch.Tensor, rows_per_image: int) -> torch.Tensor:
         """a [G, M, K] uint8/int8, w [G, K, N] int8 -> int32 [G, M, N] on the
@@ -113,11 +116,13 @@ class SystolicLayer(nn.Module):
         cfg = self.fault or FaultConfig()
         p = _zero_p(self.acc_bits) if cfg.p_bits is None else cfg.p_bits
         ctx = current_pass()
+        first = ctx.image_offset
+        if not ctx.explicit:  # a plain call: this layer numbers its images (see pyvs.nn.probe)
+            first, self.images_seen = self.images_seen, self.images_seen + a.shape[1] // max(rows_per_image, 1)
         if ctx.capture is not None:
-            ctx.capture(self.name, a, w, rows_per_image, ctx.image_offset)
+            ctx.capture(self.name, a, w, rows_per_image, first)
         out, stats = systolic_matmul(a, w, p, protect=cfg.protect, seed=cfg.seed, layer=self.stream,
-                                     row_offset=ctx.image_offset * rows_per_image, rows=cfg.rows,
-                                     impl=cfg.impl)
+                                     row_offset=first * rows_per_image, rows=cfg.rows, impl=cfg.impl)
         if ctx.probe is not None:
             ctx.probe.record(self.name, stats, (w.shape[0], rows_per_image, w.shape[1], w.shape[2]))
         return out
@@ -127,8 +132,8 @@ class SystolicLayer(nn.Module):
         output of the same shape (steps 3 and 4). acc is the op's fresh output
         and may be overwritten."""
         if self.out_scale is not None:
-            return requantize(acc, self.acc_offset, self.requant, self.out_scale,
-                              self.out_min - self.out_zero_point, self.out_max - self.out_zero_point,
+            return requantize(acc, self.acc_offset, self.requant, self.out_min - self.out_zero_point,
+                              self.out_max - self.out_zero_point, self.out_scale,
                               channel_dim=0 if channels_first else 1)
         per_channel = (lambda t: t.view(-1, 1)) if channels_first else (lambda t: t)  # noqa: E731
         # int32 like the accumulator registers (wraps only if the array's output does)
@@ -147,8 +152,31 @@ def _scale(value, what: str) -> float:
     return float(value)
 
 
-def _pair(v) -> Tuple[int, int]:
-    return (v, v) if isinstance(v, int) else tuple(v)
+def _weight_scales(w_scale, cout: int, who: str) -> torch.Tensor:
+    """The per-output-channel weight scales as float32 [cout], each finite and > 0."""
+    if isinstance(w_scale, torch.Tensor) and (w_scale.is_complex() or w_scale.dtype == torch.bool):
+        raise TypeError(f"{who}: w_scale must be real, got {w_scale.dtype}")
+    try:
+        s = torch.as_tensor(w_scale, dtype=torch.float32).reshape(-1).expand(cout).clone()
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(f"{who}: w_scale must be one scale or one per output channel ({cout})") from None
+    if not bool(torch.isfinite(s).all() and (s > 0).all()):
+        raise ValueError(f"{who}: every weight scale must be a positive number, got {s.tolist()[:4]}...")
+    return s
+
+
+def _pair(v, name: str, lo: int) -> Tuple[int, int]:
+    """A conv's stride, padding or dilation as two ints >= lo."""
+    pair = (v, v) if not isinstance(v, (tuple, list)) else tuple(v)
+    if len(pair) != 2:
+        raise ValueError(f"SystolicConv2d: {name} must be an int or a pair, got {v!r}")
+    return tuple(integer(x, f"SystolicConv2d: {name}", lo) for x in pair)
+
+
+def _float_input(x, who: str) -> None:
+    if not isinstance(x, torch.Tensor) or not torch.is_floating_point(x):
+        raise TypeError(f"{who} expects a real floating-point tensor, got "
+                        f"{x.dtype if isinstance(x, torch.Tensor) else type(x).__name__}")
 
 
 class SystolicConv2d(SystolicLayer):
@@ -169,8 +197,8 @@ class SystolicConv2d(SystolicLayer):
         super().__init__(weight_q, w_scale, bias_q, in_scale, in_zero_point, **kw)
         if weight_q.dim() != 4:
             raise ValueError(f"SystolicConv2d: weight must be [Cout, Cin/groups, kh, kw], got {tuple(weight_q.shape)}")
-        self.stride, self.padding, self.dilation = _pair(stride), _pair(padding), _pair(dilation)
-        self.groups = int(groups)
+        self.stride, self.padding = _pair(stride, "stride", 1), _pair(padding, "padding", 0)
+        self.dilation, self.groups = _pair(dilation, "dilation", 1), integer(groups, "SystolicConv2d: groups", 1)
         cout, cin_g, kh, kw_ = weight_q.shape
         if cout % self.groups:
             raise ValueError(f"SystolicConv2d: {cout} output channels do not split into {groups} groups")
@@ -220,6 +248,7 @@ class SystolicConv2d(SystolicLayer):
         return cols.view(g, n * ho * wo, cg * kh * kw)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _float_input(x, f"layer {self.name!r} (SystolicConv2d)")
         if x.dim() != 4:
             raise ValueError(f"layer {self.name!r} (SystolicConv2d) expects a 4-D input [N, C, H, W], "
                              f"got shape {tuple(x.shape)}")
@@ -230,6 +259,9 @@ class SystolicConv2d(SystolicLayer):
         (ph, pw), (dh, dw) = self.padding, self.dilation
         ho = (h + 2 * ph - dh * (kh - 1) - 1) // sh + 1
         wo = (w + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+        if ho < 1 or wo < 1:
+            raise ValueError(f"layer {self.name!r}: a {h}x{w} input, padded by {self.padding}, is smaller "
+                             f"than the dilated {kh}x{kw} kernel")
         q = quantize(x, self.in_scale, self.in_zero_point, self.in_dtype)
         if self.depthwise:
             acc = self.gemm(self.taps(q, ho, wo), self.gemm_weights(), ho * wo)[..., 0]  # [C, N*L]
@@ -258,6 +290,7 @@ class SystolicLinear(SystolicLayer):
         self.out_features, self.in_features = weight_q.shape
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _float_input(x, f"layer {self.name!r} (SystolicLinear)")
         if x.dim() < 2 or x.shape[-1] != self.in_features:
             raise ValueError(f"layer {self.name!r} (SystolicLinear) expects [N, ..., {self.in_features}], "
                              f"got shape {tuple(x.shape)}")

@@ -5,7 +5,11 @@ set by whoever runs the model; nothing is left behind on the layers.
 - ``image_offset``: the global index of the batch's first image. A layer's
   GEMM row m of image i is global row ``(image_offset + i) * rows_per_image
   + m``, and the timing errors are a function of the global row: an image
-  gets the same errors however the data set is batched.
+  gets the same errors however the data set is batched. Outside any
+  ``forward_pass`` block (a plain loop over batches), each systolic layer
+  numbers the images itself, continuing from those it ran before, so every
+  image of the loop gets its own errors, the ones it gets in an evaluation
+  that starts at image 0; ``set_faults`` starts the numbering again.
 - :class:`Probe`: per layer, the injected and corrected error counts (summed
   on the device, without a host synchronization per layer) and the GEMM
   shape.
@@ -57,6 +61,9 @@ class Pass:
     # called with (layer name, a [G, M, K], w [G, K, N], GEMM rows per image,
     # global index of the batch's first image) before each GEMM
     capture: Optional[Callable] = None
+    # False: no forward_pass block is open; the layers number the images
+    # themselves, continuing from the images they ran before
+    explicit: bool = False
 
 
 _PASS: contextvars.ContextVar = contextvars.ContextVar("pyvs_forward_pass", default=Pass())
@@ -68,7 +75,7 @@ def forward_pass(image_offset: int = 0, probe: Optional[Probe] = None,
     """The forward passes run inside this block see the batch's first image
     as global image ``image_offset``, report to ``probe``, and hand every
     GEMM's operands to ``capture`` (:class:`pyvs.dataflow.Capture`)."""
-    token = _PASS.set(Pass(integer(image_offset, "image_offset", 0), probe, capture))
+    token = _PASS.set(Pass(integer(image_offset, "image_offset", 0), probe, capture, explicit=True))
     try:
         yield _PASS.get()
     finally:

@@ -24,6 +24,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..accumulator import check_width
+from ..hardware import ACC_BITS
 from .int8 import check_dtype, quantize_bias
 from .surgery import check_mapped, make_systolic, set_module
 
@@ -115,7 +116,7 @@ def calibrate(model: nn.Module, calibration: Iterable[torch.Tensor], progress: b
     return {k: (v[0], v[1]) for k, v in ranges.items()}, seen
 
 
-def quantize_float_model(model: nn.Module, calibration: Iterable[torch.Tensor], *, acc_bits: int = 32,
+def quantize_float_model(model: nn.Module, calibration: Iterable[torch.Tensor], *, acc_bits: int = ACC_BITS,
                          act_dtype: str = "uint8", allow_float: bool = False,
                          progress: bool = False) -> nn.Module:
     """Quantizes ``model`` in place (see the module docstring) and returns it

@@ -31,7 +31,10 @@ operands (for the analytic model).
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, List, Tuple
+from typing import Dict, List, Sequence, Tuple
+
+from ..accumulator import MAX_BITS, MIN_BITS
+from ..hardware import ACC_BITS
 
 CONST0, CONST1 = 0, 1
 
@@ -176,11 +179,11 @@ class MacNetlist:
     n_multiplier_gates: int
 
 
-def build_mac(acc_bits: int = 32, adder_name: str = "ripple", act_bits: int = 8,
+def build_mac(acc_bits: int = ACC_BITS, adder_name: str = "ripple", act_bits: int = 8,
               weight_bits: int = 8) -> MacNetlist:
     """The PE datapath: (a * w) sign-extended to acc_bits, plus x; a and w
     signed, act_bits and weight_bits wide."""
-    if not 8 <= acc_bits <= 32:
+    if not MIN_BITS <= acc_bits <= MAX_BITS:
         raise ValueError(f"acc_bits must be between 8 and 32, got {acc_bits}")
     net = Netlist()
     a = [net.new_net() for _ in range(act_bits)]
@@ -193,10 +196,24 @@ def build_mac(acc_bits: int = 32, adder_name: str = "ripple", act_bits: int = 8,
     return MacNetlist(net, a, w, x, product[:acc_bits], sums, n_mult)
 
 
+def gate_delays(mac: MacNetlist, tech) -> List[float]:
+    """Each gate's nominal delay, units of d(V_nom), in netlist order."""
+    return [tech.gate_delay(g.kind) for g in mac.net.gates]
+
+
+def arrivals(mac: MacNetlist, delays: Sequence) -> list:
+    """The topologically longest path to every net (static timing: a gate's
+    output arrives its delay after its latest input), ``delays`` one per
+    gate in netlist order; the inputs arrive at 0. The one longest-path
+    walk of the package."""
+    arr = [0] * mac.net.n_nets
+    for g, d in zip(mac.net.gates, delays):
+        arr[g.out] = max(arr[i] for i in g.ins) + d
+    return arr
+
+
 def worst_case_path(mac: MacNetlist, tech) -> float:
     """Topologically longest path of the whole MAC at nominal (mean) delays,
     every gate timed statically: the path the clock is designed for."""
-    arr = [0.0] * mac.net.n_nets
-    for g in mac.net.gates:
-        arr[g.out] = max(arr[i] for i in g.ins) + tech.gate_delay(g.kind)
+    arr = arrivals(mac, gate_delays(mac, tech))
     return max(arr[s] for s in mac.sums)

@@ -1,5 +1,5 @@
 """Gate-level Monte Carlo timing simulation of the PE's MAC: the independent
-check of the analytic model (:mod:`pyvs.timing.model`).
+check of the static model (:mod:`pyvs.timing.static`).
 
 For each sample: draw operands (a, w, x), draw every gate's delay
 N(d_kind, (sigma_gate * d_kind)^2), evaluate every gate of the netlist on the
@@ -17,7 +17,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .datapath import CONST0, CONST1, build_mac, worst_case_path
+from ..hardware import ACC_BITS, CLOCK_GHZ, ArrayConfig
+from .clock import capture_times, clock_period
+from .datapath import CONST0, CONST1, build_mac
 from .operands import operands as make_operands
 from .params import DEFAULT, TechParams
 
@@ -65,12 +67,12 @@ def simulate(mac, tech: TechParams, a, w, x, rng: np.random.Generator):
 
 def monte_carlo(
     voltages: Sequence[float],
-    freq_ghz: float = 0.7,
-    acc_bits: int = 32,
+    array: ArrayConfig = ArrayConfig(),
+    acc_bits: int = ACC_BITS,
     n: int = 200_000,
     operands: Optional[object] = None,
     tech: TechParams = DEFAULT,
-    design_freq_ghz: float = 0.7,
+    design_freq_ghz: float = CLOCK_GHZ,
     seed: int = 0,
     chunk: int = 1 << 16,
     check_values: bool = True,
@@ -78,12 +80,11 @@ def monte_carlo(
     """Count late sum bits over n simulated MACs.
 
     Returns late counts, int64 [len(voltages), acc_bits] (column b = bit b),
-    for voltages in volts and freq_ghz in GHz. With check_values the
+    for voltages in volts on ``array``'s clock. With check_values the
     simulated sums are checked against x + a*w (mod 2^W)."""
     mac = build_mac(acc_bits)
     ops = make_operands(operands)
-    t_design = (1.0 + tech.guard_band) * worst_case_path(mac, tech)
-    budgets = [t_design * (design_freq_ghz / freq_ghz) / tech.relative_delay(v) for v in voltages]
+    budgets = capture_times(clock_period(mac, tech), voltages, array, tech, design_freq_ghz)
     rng = np.random.default_rng(seed)
     counts = np.zeros((len(voltages), acc_bits), dtype=np.int64)
     mask = (1 << acc_bits) - 1

@@ -22,9 +22,18 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from ..hardware import ROWS
+
 
 class UniformOperands:
     name = "uniform"
+
+    # Every uniform operand model is the same model.
+    def __eq__(self, other) -> bool:
+        return isinstance(other, UniformOperands)
+
+    def __hash__(self) -> int:
+        return hash(self.name)
 
     def sample(self, n: int, acc_bits: int, rng: np.random.Generator):
         """n operand triples: a, w int8 values and x in [0, 2^acc_bits), as int64 arrays."""
@@ -53,7 +62,7 @@ class EmpiricalOperands:
 
     name = "empirical"
 
-    def __init__(self, act_hist: Sequence[float], weight_hist: Sequence[float], rows: int = 256):
+    def __init__(self, act_hist: Sequence[float], weight_hist: Sequence[float], rows: int = ROWS):
         self.act = _as_hist(act_hist, "activation")
         self.weight = _as_hist(weight_hist, "weight")
         if rows < 1:
@@ -61,7 +70,7 @@ class EmpiricalOperands:
         self.rows = int(rows)
 
     @classmethod
-    def from_tensors(cls, activations, weights, rows: int = 256) -> "EmpiricalOperands":
+    def from_tensors(cls, activations, weights, rows: int = ROWS) -> "EmpiricalOperands":
         """Histograms of two int8 tensors (or arrays) of observed values."""
         def hist(t):
             v = np.asarray(t).astype(np.int64).ravel()

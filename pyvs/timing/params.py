@@ -1,10 +1,10 @@
 """Every constant of the timing model, in one place, with where it comes from.
 
 The seed paper publishes none of its technology parameters, so these are
-ours. They describe a generic 28 nm-class bulk CMOS process at a 0.9 V
-nominal supply; the model is calibrated so that at 0.9 V the MAC's worst-case
-path meets the clock with a stated guard-band, which makes absolute gate
-delays drop out. What remains and matters is the *shape* of delay versus
+ours. They describe a generic 28 nm-class bulk CMOS process at the array's
+nominal supply (:class:`pyvs.hardware.ArrayConfig`, 0.9 V); the model is
+calibrated so that there the MAC's worst-case path meets the clock with a
+stated guard-band, which makes absolute gate delays drop out. What remains and matters is the *shape* of delay versus
 voltage (Vth, alpha), the guard-band, and the delay variation.
 """
 from __future__ import annotations
@@ -20,7 +20,6 @@ class TechParams:
 
     Attributes:
         node: a label only; no number is derived from it.
-        vdd_nominal: nominal supply, volts. 0.9 V, as in the seed paper.
         vth: threshold voltage of the alpha-power law, volts. 0.30 V: the
             range of effective Vth that alpha-power fits of 28-45 nm bulk
             CMOS report (0.25-0.40 V); low enough that 0.5 V is above
@@ -30,7 +29,7 @@ class TechParams:
             for short-channel devices; 1.3 here.
         guard_band: timing margin at nominal voltage, as a fraction of the
             worst-case path delay: the clock period is (1 + guard_band) times
-            the worst-case path at vdd_nominal. The most influential
+            the worst-case path at the nominal supply. The most influential
             assumption of the model (see the README's sensitivity table).
             1.0 makes the unit gate delay at 0.9 V come out at
             1/(0.7 GHz) / (2 * 55.5 gate delays) = 12.9 ps, the FO4 delay of
@@ -51,7 +50,6 @@ class TechParams:
     """
 
     node: str = "generic 28 nm-class bulk CMOS (assumed)"
-    vdd_nominal: float = 0.9
     vth: float = 0.30
     alpha: float = 1.3
     guard_band: float = 1.0
@@ -62,24 +60,23 @@ class TechParams:
     d_mux: float = 1.0
 
     def __post_init__(self):
-        for name in ("vdd_nominal", "alpha", "d_and", "d_or", "d_xor", "d_mux"):
+        for name in ("alpha", "d_and", "d_or", "d_xor", "d_mux"):
             number(getattr(self, name), f"TechParams.{name}", positive=True)
         number(self.guard_band, "TechParams.guard_band", minimum=0.0)
         if not 0 <= number(self.sigma_gate, "TechParams.sigma_gate") < 0.5:
             raise ValueError(f"TechParams.sigma_gate must be in [0, 0.5), got {self.sigma_gate!r}")
-        if not 0 <= number(self.vth, "TechParams.vth") < self.vdd_nominal:
-            raise ValueError(f"TechParams.vth must be in [0, vdd_nominal), got {self.vth!r}")
+        number(self.vth, "TechParams.vth", minimum=0.0)  # below the nominal supply: check_voltages
 
     def gate_delay(self, kind: str) -> float:
         """Delay of a gate kind ('and', 'nand', 'or', 'xor', 'mux'), in units of d(V)."""
         return {"and": self.d_and, "nand": self.d_and, "or": self.d_or,
                 "xor": self.d_xor, "mux": self.d_mux}[kind]
 
-    def relative_delay(self, volts) -> "float":
-        """d(V) / d(vdd_nominal) by the alpha-power law d(V) = k V / (V - Vth)^alpha."""
+    def relative_delay(self, volts, v_nominal: float) -> "float":
+        """d(V) / d(v_nominal) by the alpha-power law d(V) = k V / (V - Vth)^alpha."""
         def d(v):
             return v / (v - self.vth) ** self.alpha
-        return d(volts) / d(self.vdd_nominal)
+        return d(volts) / d(v_nominal)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)

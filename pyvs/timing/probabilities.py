@@ -9,10 +9,11 @@ import torch
 
 from ..accumulator import check_width
 from ..checks import integer, number
-from .dynamic import EventModel, uniform_histograms
-from .model import AnalyticModel, cached_uniform_model
+from ..hardware import ACC_BITS, CLOCK_GHZ, ArrayConfig
+from .event import EventModel, uniform_histograms
 from .operands import Pairs, UniformOperands, operands as as_operands
 from .params import DEFAULT, TechParams
+from .static import AnalyticModel, cached_uniform_model
 
 V_MAX = 1.2  # volts: calibrated at 0.9 V, the model is not meant for supplies above 1.2 V
 
@@ -22,37 +23,18 @@ _TECH_FIELDS = {f.name for f in dataclasses.fields(TechParams)}
 MODELS = ("event", "static")  # the timing models, the default first
 UNIFORM_PAIRS = 1 << 17         # uniform operand pairs behind the event model's model-free table
 
-# What users pick (``--timing-model``): a timing model on some operands.
-NAMED_MODELS = {
-    "event": "event-driven timing of what the register captures, per layer, on operand pairs "
-             "captured from the model's layers (needs a model and data; the default)",
-    "event-uniform": "event-driven timing on uniform random operand pairs (one table for every layer)",
-    "static-uniform": "the first pyvs's static timing (every late bit wrong) on uniform operands",
-}
-DEFAULT_MODEL = "event"
-
-
-def named_model(name: str, options: dict) -> dict:
-    """The keyword options of :class:`TimingOptions` for a named model
-    (:data:`NAMED_MODELS`) plus ``options`` (technology overrides, seed);
-    'event' leaves the operands to the caller (captured pairs)."""
-    if name not in NAMED_MODELS:
-        raise ValueError(f"unknown timing model {name!r}; known: {list(NAMED_MODELS)}")
-    clash = sorted({"model", "operands"} & set(options))
-    if clash:
-        raise ValueError(f"the timing model {name!r} sets {clash} itself")
-    return dict(options, model=name.split("-")[0])
-
 
 @dataclasses.dataclass(frozen=True)
 class TimingOptions:
-    """Everything the timing model takes besides voltage, clock and width.
+    """Everything the timing physics takes besides voltage, the array (clock,
+    nominal supply) and width. Users pick a named model through
+    :class:`pyvs.timing.TimingSpec`, which builds these.
 
     Attributes:
         model: 'event' (event-driven, history-aware gate-level timing of
-            what the register captures, :mod:`.dynamic`; the default) or
+            what the register captures, :mod:`.event`; the default) or
             'static' (the first pyvs's statistical static timing, every late
-            bit taken as wrong, :mod:`.model`).
+            bit taken as wrong, :mod:`.static`).
         tech: technology and design parameters (:class:`TechParams`).
         operands: 'uniform', or for 'static' an :class:`EmpiricalOperands`,
             for 'event' operand :class:`Pairs` (e.g. captured from a model's
@@ -66,7 +48,7 @@ class TimingOptions:
     tech: TechParams = DEFAULT
     operands: object = dataclasses.field(default_factory=UniformOperands)
     adder: str = "ripple"
-    design_freq_ghz: float = 0.7
+    design_freq_ghz: float = CLOCK_GHZ
     seed: int = 0
 
     @classmethod
@@ -79,6 +61,8 @@ class TimingOptions:
         if model not in MODELS:
             raise ValueError(f"unknown timing model {model!r}; known: {list(MODELS)}")
         tech = opts.pop("tech", DEFAULT)
+        if not isinstance(tech, TechParams):
+            raise TypeError(f"tech must be a pyvs.timing.TechParams, got {type(tech).__name__}")
         overrides = {k: opts.pop(k) for k in list(opts) if k in _TECH_FIELDS}
         if overrides:
             tech = dataclasses.replace(tech, **overrides)
@@ -91,12 +75,17 @@ class TimingOptions:
             if model == "event" and not isinstance(ops, UniformOperands):
                 raise ValueError("the event-driven model takes operand pairs (Pairs) or 'uniform'")
         adder = opts.pop("adder", "ripple")
-        design = number(opts.pop("design_freq_ghz", 0.7), "design_freq_ghz", positive=True)
+        design = number(opts.pop("design_freq_ghz", CLOCK_GHZ), "design_freq_ghz", positive=True)
         seed = integer(opts.pop("seed", 0), "seed")
         if opts:
             raise ValueError(f"unknown timing-model options: {sorted(opts)}; known: model, tech, operands, "
                              f"adder, design_freq_ghz, seed and the TechParams fields {sorted(_TECH_FIELDS)}")
         return cls(model, tech, ops, adder, design, seed)
+
+    def as_kwargs(self) -> dict:
+        """The keyword options that rebuild these (:meth:`from_kwargs`)."""
+        return {"model": self.model, "tech": self.tech, "operands": self.operands, "adder": self.adder,
+                "design_freq_ghz": self.design_freq_ghz, "seed": self.seed}
 
     def describe(self) -> dict:
         """JSON-ready description, as error-table files record it."""
@@ -106,10 +95,13 @@ class TimingOptions:
                 "design_freq_ghz": self.design_freq_ghz, "seed": self.seed}
 
 
-def check_voltages(voltages, tech: TechParams = DEFAULT) -> list:
+def check_voltages(voltages, tech: TechParams = DEFAULT, array: ArrayConfig = ArrayConfig()) -> list:
     """Voltages as a list of floats, each finite, above the threshold voltage
     (the alpha-power law has no meaning at or below Vth) and at most
-    :data:`V_MAX`."""
+    :data:`V_MAX`; the array's nominal supply must be in that range too."""
+    if not tech.vth < array.v_nominal <= V_MAX:
+        raise ValueError(f"the nominal supply {array.v_nominal} V is outside the timing model's range "
+                         f"(Vth = {tech.vth}, {V_MAX}] V")
     if isinstance(voltages, (int, float)) and not isinstance(voltages, bool):
         voltages = [voltages]
     if isinstance(voltages, torch.Tensor):
@@ -129,15 +121,15 @@ def check_voltages(voltages, tech: TechParams = DEFAULT) -> list:
 
 def error_probabilities(
     voltages: Union[Sequence[float], torch.Tensor, float],
-    freq_ghz: float = 0.7,
-    acc_bits: int = 32,
+    array: ArrayConfig = ArrayConfig(),
+    acc_bits: int = ACC_BITS,
     **model_options,
 ) -> torch.Tensor:
     """Per-bit timing-error probability of the PE's W-bit accumulator output.
 
     Args:
         voltages: supply voltages, volts (each in (Vth, 1.2]).
-        freq_ghz: clock frequency, GHz (> 0).
+        array: the clock (GHz) and nominal supply (V) (:class:`pyvs.hardware.ArrayConfig`).
         acc_bits: accumulator width W, bits (8..32).
         **model_options: see :class:`TimingOptions` (the event-driven model
             on uniform operand pairs by default).
@@ -146,23 +138,24 @@ def error_probabilities(
         float64 tensor [len(voltages), acc_bits]: entry [i, b] is the
         probability that bit b (LSB = 0) of one MAC's accumulator register
         takes a wrong value ('event') or misses the clock ('static') at
-        voltages[i] and freq_ghz.
+        voltages[i] and the array's clock.
     """
     opts = TimingOptions.from_kwargs(model_options)
     acc_bits = check_width(acc_bits)
-    freq_ghz = number(freq_ghz, "freq_ghz (the clock, GHz)", positive=True)
-    v = check_voltages(voltages, opts.tech)
+    if not isinstance(array, ArrayConfig):
+        raise TypeError(f"array must be a pyvs.hardware.ArrayConfig, got {type(array).__name__}")
+    v = check_voltages(voltages, opts.tech, array)
     if opts.model == "event":
-        return torch.from_numpy(event_probabilities(opts, v, freq_ghz, acc_bits)[0])
+        return torch.from_numpy(event_probabilities(opts, v, array, acc_bits)[0])
     if isinstance(opts.operands, UniformOperands):
         model = cached_uniform_model(acc_bits, opts.tech, opts.adder, opts.design_freq_ghz)
     else:
         model = AnalyticModel(acc_bits, opts.tech, opts.operands, opts.adder, opts.design_freq_ghz)
-    rows = [torch.from_numpy(model.probabilities(x, freq_ghz)) for x in v]
+    rows = [torch.from_numpy(model.probabilities(x, array)) for x in v]
     return torch.stack(rows).to(torch.float64)
 
 
-def event_probabilities(opts: TimingOptions, voltages: Sequence[float], freq_ghz: float, acc_bits: int):
+def event_probabilities(opts: TimingOptions, voltages: Sequence[float], array: ArrayConfig, acc_bits: int):
     """(P(wrong), P(late)) of the event-driven model, numpy float64
     [len(voltages), acc_bits] each, on the options' operand pairs (or
     UNIFORM_PAIRS uniform ones)."""
@@ -172,4 +165,4 @@ def event_probabilities(opts: TimingOptions, voltages: Sequence[float], freq_ghz
     else:
         model, h = uniform_histograms(acc_bits, opts.tech, opts.adder, opts.design_freq_ghz, UNIFORM_PAIRS,
                                       opts.seed)
-    return model.probabilities(h, voltages, freq_ghz)
+    return model.probabilities(h, voltages, array)

@@ -17,12 +17,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from typing import Dict, List, Optional, Sequence
 
 import torch
 
 from ..accumulator import check_width
 from ..files import atomic_write
+from ..hardware import ACC_BITS, ArrayConfig
 from .probabilities import TimingOptions, check_voltages, error_probabilities
 
 FORMAT = "pyvs-error-table"
@@ -43,12 +45,14 @@ class ErrorTable:
     layers: Dict[str, List[List[float]]] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
-        validate(self.voltages, self.p, self.freq_ghz, self.acc_bits)
+        if not _number(self.freq_ghz) or self.freq_ghz <= 0:
+            raise ValueError(f"error table: freq_ghz must be a positive number, got {self.freq_ghz!r}")
+        validate(self.voltages, self.p, self.acc_bits)
         if not isinstance(self.layers, dict):
             raise ValueError("error table: layers must be an object of per-layer tables")
         for name, rows in self.layers.items():
             try:
-                validate(self.voltages, rows, self.freq_ghz, self.acc_bits)
+                validate(self.voltages, rows, self.acc_bits)
             except ValueError as e:
                 raise ValueError(f"error table: layer {name!r}: {e}") from None
 
@@ -76,14 +80,18 @@ class ErrorTable:
         return {name: self.p_bits(volts, name) for name in self.layers}
 
 
-def validate(voltages: Sequence[float], p: Sequence[Sequence[float]], freq_ghz: float, acc_bits: int):
+def _number(x) -> bool:
+    """A finite int or float (JSON's true and false are not numbers here)."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def validate(voltages: Sequence[float], p: Sequence[Sequence[float]], acc_bits: int):
+    """Checks a grid of voltages (V) and its rows of per-bit probabilities."""
     check_width(acc_bits, "error table: acc_bits")
-    if not isinstance(freq_ghz, (int, float)) or not math.isfinite(freq_ghz) or freq_ghz <= 0:
-        raise ValueError(f"error table: freq_ghz must be a positive number, got {freq_ghz!r}")
     if not isinstance(voltages, (list, tuple)) or not voltages:
         raise ValueError("error table: voltages must be a non-empty list")
     for v in voltages:
-        if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+        if not _number(v) or v <= 0:
             raise ValueError(f"error table: voltage {v!r} is not a positive number")
     if any(b <= a for a, b in zip(voltages, voltages[1:])):
         raise ValueError(f"error table: voltages must be strictly increasing, got {list(voltages)}")
@@ -95,15 +103,18 @@ def validate(voltages: Sequence[float], p: Sequence[Sequence[float]], freq_ghz: 
             raise ValueError(f"error table: row {i} ({voltages[i]} V) must have acc_bits = {acc_bits} "
                              f"entries, got {len(row) if isinstance(row, (list, tuple)) else row!r}")
         for b, x in enumerate(row):
-            if not isinstance(x, (int, float)) or not math.isfinite(x) or not 0.0 <= x <= 1.0:
+            if not _number(x) or not 0.0 <= x <= 1.0:
                 raise ValueError(f"error table: p[{i}][{b}] = {x!r} is not a probability in [0, 1]")
 
 
-def make_table(voltages, freq_ghz: float = 0.7, acc_bits: int = 32, **model_options) -> ErrorTable:
-    """Runs :func:`pyvs.timing.error_probabilities` on a grid (volts, GHz, bits)."""
-    p = error_probabilities(voltages, freq_ghz, acc_bits, **model_options)
-    params = TimingOptions.from_kwargs(model_options).describe()
-    return ErrorTable(check_voltages(voltages), p.tolist(), float(freq_ghz), int(acc_bits), params)
+def make_table(voltages, array: ArrayConfig = ArrayConfig(), acc_bits: int = ACC_BITS, **model_options) -> ErrorTable:
+    """Runs :func:`pyvs.timing.error_probabilities` on a grid of voltages
+    (V, strictly increasing) for ``array``'s clock and nominal supply."""
+    p = error_probabilities(voltages, array, acc_bits, **model_options)
+    options = TimingOptions.from_kwargs(model_options)
+    params = dict(options.describe(), v_nominal=array.v_nominal)
+    return ErrorTable(check_voltages(voltages, options.tech, array), p.tolist(), float(array.freq_ghz),
+                      int(acc_bits), params)
 
 
 def save_table(table: ErrorTable, path: str) -> None:
@@ -114,17 +125,23 @@ def save_table(table: ErrorTable, path: str) -> None:
 
 
 def load_table(path: str) -> ErrorTable:
-    """Reads and validates an error-table file; a malformed one is a ValueError."""
+    """Reads and validates an error-table file (``path``: a file name); a
+    malformed one is a ValueError."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"load_table: path must be a file name, got {type(path).__name__}")
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             doc = json.load(f)
     except FileNotFoundError:
         raise ValueError(f"error table {path!r} does not exist") from None
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"error table {path!r} is not valid JSON: {e}") from None
+    except OSError as e:
+        raise ValueError(f"error table {path!r} cannot be read: {e.strerror or e}") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise ValueError(f"{path!r} is not a pyvs error table (no \"format\": \"{FORMAT}\")")
-    if doc.get("version") not in READS:
+    version = doc.get("version")
+    if isinstance(version, bool) or version not in READS:
         raise ValueError(f"{path!r}: unsupported error-table version {doc.get('version')!r} "
                          f"(this pyvs reads versions {list(READS)})")
     missing = [k for k in ("freq_ghz", "acc_bits", "voltages", "p") if k not in doc]

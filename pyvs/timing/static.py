@@ -20,7 +20,7 @@ statistical static timing (SSTA) as in Visweswariah et al., DAC 2004.
 3. P_b(V, f) = sum over configs of P(config) * P(A_b(i) * d(V)/d(V_nom) > T),
    with T = 1/f in the same units: the design is calibrated so that at
    V_nom the worst-case (topologically longest) path times (1 + guard_band)
-   equals the clock period at the design frequency.
+   equals the clock period at the design frequency (:mod:`pyvs.timing.clock`).
 
 A bit that misses the clock is taken to be wrong, i.e. to flip (pessimistic:
 a late bit whose old and new values agree, and that does not glitch, would
@@ -35,7 +35,9 @@ from typing import Dict, List, Tuple
 import numpy as np
 import torch
 
-from .datapath import CONST0, CONST1, MacNetlist, build_mac, worst_case_path
+from ..hardware import CLOCK_GHZ, ArrayConfig
+from .clock import capture_times, clock_period
+from .datapath import CONST0, CONST1, MacNetlist, build_mac
 from .operands import EmpiricalOperands, UniformOperands
 from .params import TechParams
 
@@ -197,14 +199,12 @@ class AnalyticModel:
     to evaluate for any voltage and frequency afterwards."""
 
     def __init__(self, acc_bits: int, tech: TechParams, operand_model, adder: str = "ripple",
-                 design_freq_ghz: float = 0.7, samples: int = 1 << 20, seed: int = 0):
+                 design_freq_ghz: float = CLOCK_GHZ, samples: int = 1 << 20, seed: int = 0):
         if adder != "ripple":
             raise ValueError(f"unknown adder {adder!r}; known: ['ripple']")
         self.acc_bits, self.tech, self.operands = acc_bits, tech, operand_model
         self.mac = build_mac(acc_bits, adder)
-        self.d_crit = worst_case_path(self.mac, tech)
-        # Clock period at the design frequency, in units of d(V_nom).
-        self.t_design = (1.0 + tech.guard_band) * self.d_crit
+        self.t_design = clock_period(self.mac, tech)  # at the design clock, units of d(V_nom)
         self.design_freq_ghz = design_freq_ghz
         self.arrivals = ripple_config_arrivals(self.mac, tech)
         if isinstance(operand_model, UniformOperands):
@@ -218,9 +218,9 @@ class AnalyticModel:
         self._mean = [np.array([a.mean for a in row]) for row in self.arrivals]
         self._sd = [np.sqrt(np.array([a.var for a in row])) for row in self.arrivals]
 
-    def probabilities(self, volts: float, freq_ghz: float) -> np.ndarray:
-        """P_b at one voltage (V) and frequency (GHz), float64 [acc_bits]."""
-        budget = self.t_design * (self.design_freq_ghz / freq_ghz) / self.tech.relative_delay(volts)
+    def probabilities(self, volts: float, array: ArrayConfig) -> np.ndarray:
+        """P_b at one voltage (V) on ``array``'s clock, float64 [acc_bits]."""
+        budget = float(capture_times(self.t_design, [volts], array, self.tech, self.design_freq_ghz)[0])
         out = np.empty(self.acc_bits)
         for b in range(self.acc_bits):
             z = (budget - self._mean[b]) / np.maximum(self._sd[b], 1e-300)

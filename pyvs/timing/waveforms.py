@@ -48,12 +48,12 @@ from __future__ import annotations
 import dataclasses
 import math
 from fractions import Fraction
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence
 
 import numpy as np
 import torch
 
-from .datapath import CONST0, CONST1, MacNetlist, worst_case_path
+from .datapath import CONST0, CONST1, MacNetlist, arrivals, gate_delays
 from .params import TechParams
 
 _ONES = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -277,45 +277,16 @@ def probabilities(h: Histograms, tc: Sequence[float], sigma_gate: float, d2: flo
 def variation_weight(mac: MacNetlist, tech: TechParams) -> float:
     """d2 = sum of d^2 over sum of d, over the netlist's gates: a path of
     nominal length tau has delay variance about sigma_gate^2 * tau * d2."""
-    d = np.array([tech.gate_delay(g.kind) for g in mac.net.gates])
+    d = np.array(gate_delays(mac, tech))
     return float((d * d).sum() / d.sum())
 
 
 def nominal_delays(mac: MacNetlist, tech: TechParams, dt: float) -> List[int]:
-    return [max(1, int(round(tech.gate_delay(g.kind) / dt))) for g in mac.net.gates]
-
-
-def sampled_delays(mac: MacNetlist, tech: TechParams, dt: float, rng: np.random.Generator) -> List[int]:
-    """One die's gate delays, N(d, (sigma_gate d)^2) each, in steps of dt."""
-    d = np.array([tech.gate_delay(g.kind) for g in mac.net.gates])
-    return list(np.maximum(1, np.round(d * (1 + tech.sigma_gate * rng.standard_normal(len(d))) / dt))
-                .astype(int))
+    """Each gate's nominal delay in steps of dt (at least 1)."""
+    return [max(1, int(round(d / dt))) for d in gate_delays(mac, tech)]
 
 
 def horizon_steps(mac: MacNetlist, delays: Sequence[int]) -> int:
     """One more than the latest step any net can change at with these delays."""
-    arr = [0] * mac.net.n_nets
-    for g, d in zip(mac.net.gates, delays):
-        arr[g.out] = max(arr[i] for i in g.ins) + int(d)
+    arr = arrivals(mac, [int(d) for d in delays])
     return max(arr[s] for s in mac.sums) + 2
-
-
-def static_arrivals(mac: MacNetlist, delays: Sequence[int]) -> List[int]:
-    """Topologically longest path to each sum bit, in steps."""
-    arr = [0] * mac.net.n_nets
-    for g, d in zip(mac.net.gates, delays):
-        arr[g.out] = max(arr[i] for i in g.ins) + int(d)
-    return [arr[s] for s in mac.sums]
-
-
-def clock_period(mac: MacNetlist, tech: TechParams) -> float:
-    """The design clock period, units of d(V_nom): (1 + guard-band) times the
-    topologically longest path at nominal delays."""
-    return (1.0 + tech.guard_band) * worst_case_path(mac, tech)
-
-
-def capture_time(mac: MacNetlist, tech: TechParams, volts: float, freq_ghz: float,
-                 design_freq_ghz: float, period: Optional[float] = None) -> float:
-    """When the register captures, units of d(V_nom) at nominal delays."""
-    period = clock_period(mac, tech) if period is None else period
-    return period * (design_freq_ghz / freq_ghz) / tech.relative_delay(volts)

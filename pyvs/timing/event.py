@@ -1,6 +1,6 @@
 """The event-driven timing model: per-bit P(wrong) and P(late) of the PE's
 accumulator register, from the waveforms of consecutive-cycle operand pairs
-(:mod:`pyvs.timing.events`) on the datapath that matches the op (a 9 x 8
+(:mod:`pyvs.timing.waveforms`) on the datapath that matches the op (a 9 x 8
 signed multiplier: uint8 or int8 activations, int8 weights; see
 :mod:`pyvs.timing.datapath`).
 
@@ -19,11 +19,13 @@ from typing import Sequence, Tuple
 
 import numpy as np
 
+from ..hardware import CLOCK_GHZ, ArrayConfig
+from .clock import capture_times, clock_period
 from .datapath import build_mac
-from .events import (Histograms, clock_period, delay_step, histograms, horizon_steps, nominal_delays,
-                     probabilities, simulate, variation_weight)
 from .operands import Pairs, uniform_pairs
 from .params import TechParams
+from .waveforms import (Histograms, delay_step, histograms, horizon_steps, nominal_delays, probabilities,
+                        simulate, variation_weight)
 
 ACT_BITS = 9  # the op's activations, uint8 or int8, as 9-bit two's complement
 
@@ -31,8 +33,8 @@ ACT_BITS = 9  # the op's activations, uint8 or int8, as 9-bit two's complement
 class EventModel:
     """Event-driven timing for one (width, technology, adder, design clock)."""
 
-    def __init__(self, acc_bits: int, tech: TechParams, adder: str = "ripple", design_freq_ghz: float = 0.7,
-                 inertial: bool = True):
+    def __init__(self, acc_bits: int, tech: TechParams, adder: str = "ripple",
+                 design_freq_ghz: float = CLOCK_GHZ, inertial: bool = True):
         self.acc_bits, self.tech, self.design_freq_ghz = acc_bits, tech, design_freq_ghz
         self.inertial = inertial
         self.mac = build_mac(acc_bits, adder, act_bits=ACT_BITS)
@@ -40,7 +42,6 @@ class EventModel:
         self.delays = nominal_delays(self.mac, tech, self.dt)
         self.horizon = horizon_steps(self.mac, self.delays)
         self.d2 = variation_weight(self.mac, tech)
-        self.critical = clock_period(self.mac, tech) / (1.0 + tech.guard_band)  # longest path, units
 
     def histograms(self, pairs: Pairs, batch: int = 1 << 15) -> Histograms:
         """Simulates every pair (in batches of ``batch`` samples)."""
@@ -54,16 +55,16 @@ class EventModel:
             total = h if total is None else total + h
         return total
 
-    def capture_times(self, voltages: Sequence[float], freq_ghz: float, guard_band=None) -> np.ndarray:
-        """The clock edge, units of d(V_nom) at nominal delays, per voltage."""
-        gb = self.tech.guard_band if guard_band is None else guard_band
-        period = (1.0 + gb) * self.critical * (self.design_freq_ghz / freq_ghz)
-        return np.array([period / self.tech.relative_delay(v) for v in voltages])
+    def capture_times(self, voltages: Sequence[float], array: ArrayConfig, guard_band=None) -> np.ndarray:
+        """The clock edge, units of d(V_nom) at nominal delays, per voltage
+        (V) on ``array``'s clock; ``guard_band`` overrides the technology's."""
+        period = clock_period(self.mac, self.tech, guard_band)
+        return capture_times(period, voltages, array, self.tech, self.design_freq_ghz)
 
-    def probabilities(self, h: Histograms, voltages: Sequence[float], freq_ghz: float,
+    def probabilities(self, h: Histograms, voltages: Sequence[float], array: ArrayConfig,
                       guard_band=None) -> Tuple[np.ndarray, np.ndarray]:
         """(P(wrong) envelope, P(late)), float64 [len(voltages), W]."""
-        tc = self.capture_times(voltages, freq_ghz, guard_band)
+        tc = self.capture_times(voltages, array, guard_band)
         return envelope(h, tc, self.tech.sigma_gate, self.d2)
 
 
