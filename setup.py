@@ -127,6 +127,8 @@ setup(
     name="pyvs",
     version="0.1.0",
     description="Voltage scaling and timing-error injection for systolic-array DNN accelerators",
+    license="MIT",
+    license_files=["LICENSE"],
     packages=find_packages(include=["pyvs", "pyvs.*"]),
     ext_modules=extensions(),
     cmdclass={"build_ext": BuildExt},

@@ -28,6 +28,7 @@ _TECH_OPTIONS = (  # (name, help): the TechParams fields the commands expose
     ("sigma_gate", "sigma/mu of each gate delay (default: 0.05)"),
 )
 MAX_GRID = 10_000  # voltages a --vmin/--vmax/--step grid may hold
+PAPER_MODEL = "mobilenet_v2_int8"  # the paper's network: torchvision's int8 MobileNetV2
 _PLOT_FORMATS = (".png", ".pdf", ".svg", ".jpg", ".jpeg")
 
 
@@ -67,8 +68,15 @@ def _data_options(required: bool) -> argparse.ArgumentParser:
     g = p.add_argument_group("model and data")
     g.add_argument("--data", required=required, metavar="DIR",
                    help="folder with labels.csv (e.g. the ImageNet sample) or ImageNet val/<wnid>/*.JPEG")
+    g.add_argument("--model", default=PAPER_MODEL, metavar="NAME",
+                   help=f"{PAPER_MODEL}: torchvision's int8 MobileNetV2, imported as it is (the default); or a "
+                        "torchvision classifier (mobilenet_v2, mobilenet_v3_large, resnet18, resnet50, ...), "
+                        "converted by post-training int8 on the data's first --ptq-images images")
     g.add_argument("--weights", default=None, metavar="PTH",
-                   help="state_dict of torchvision's int8 MobileNetV2 (default: torchvision download)")
+                   help="state_dict of the model (int8 for the default, float for the others; "
+                        "default: torchvision's download)")
+    g.add_argument("--ptq-images", type=int, default=32,
+                   help="images that calibrate the post-training int8 of a float --model (default: 32)")
     g.add_argument("--limit", type=int, default=None, help="use the first N images only (default: all)")
     g.add_argument("--batch-size", type=int, default=50, help="images per batch (default: 50)")
     g.add_argument("--threads", type=int, default=0, help="CPU threads (default: torch's choice)")
@@ -203,6 +211,13 @@ def _writable_file(path: str, what: str, suffixes=None) -> None:
 def _check_data(args) -> None:
     if not os.path.isdir(args.data):
         raise UserError(f"--data {args.data!r} does not exist or is not a folder")
+    if args.model != PAPER_MODEL:
+        import torchvision
+        known = torchvision.models.list_models(module=torchvision.models)
+        if args.model not in known:
+            raise UserError(f"--model {args.model!r} is neither {PAPER_MODEL} nor a torchvision classifier "
+                            f"({', '.join(k for k in known if k.startswith(('mobilenet', 'resnet')))}, ...)")
+        integer(args.ptq_images, "--ptq-images", 1)
     if args.weights is not None and not os.path.isfile(args.weights):
         raise UserError(f"--weights {args.weights!r} does not exist")
     integer(args.batch_size, "--batch-size", 1)
@@ -250,11 +265,14 @@ def _world(args):
 
 
 def _model_and_data(args, limit, world):
-    """The converted int8 MobileNetV2 on the device, and this rank's shard of
-    the images decoded: (model, batches, global index of its first image)."""
+    """The converted int8 model on the device, and this rank's shard of the
+    images decoded: (model, batches, global index of its first image). A
+    float --model is converted by post-training int8 on the data set's first
+    --ptq-images images (the same on every rank)."""
     from torch.utils.data import Subset
 
     from . import data, models
+    from .dataflow import calibration_images
     from .nn import convert
 
     if args.threads:
@@ -262,8 +280,22 @@ def _model_and_data(args, limit, world):
     ds = data.imagenet_dataset(args.data, limit)
     start, end = world.shard(len(ds))
     batches = data.decoded(Subset(ds, range(start, end)), args.batch_size, progress=world.is_main)
-    model = convert(models.mobilenet_v2_int8(args.weights), acc_bits=args.acc_bits).to(args.device)
-    return model, batches, start
+    if args.model == PAPER_MODEL:
+        model = convert(models.mobilenet_v2_int8(args.weights), acc_bits=args.acc_bits)
+    else:
+        float_model = models.float_model(args.model, args.weights, pretrained=args.weights is None)
+        calib = data.normalize(calibration_images(batches, args.ptq_images, world, start))
+        model = convert(float_model, list(calib.split(16)), acc_bits=args.acc_bits)
+    return model.to(args.device), batches, start
+
+
+def _model_meta(args) -> dict:
+    """What the results record about the model and the data."""
+    meta = {"model": args.model, "data": os.path.abspath(args.data),
+            "weights": os.path.abspath(args.weights) if args.weights else "torchvision"}
+    if args.model != PAPER_MODEL:
+        meta["ptq"] = {"images": args.ptq_images, "what": "post-training int8 (pyvs.nn.ptq) on the first images"}
+    return meta
 
 
 def _energy(args):
@@ -282,6 +314,20 @@ def _experiment(args, array, spec, world, limit=None):
 
 def _fmt(value: float, lo: float, hi: float) -> str:
     return f"{100 * value:6.2f} % [{100 * lo:.2f}, {100 * hi:.2f}]"
+
+
+def _print_layers(counts, most: int = 8) -> None:
+    """The layers with the most errors per image (injected, corrected)."""
+    names = sorted(set(counts.injected_per_layer) | set(counts.corrected_per_layer),
+                   key=lambda n: -(counts.injected_per_layer.get(n, 0) + counts.corrected_per_layer.get(n, 0)))
+    names = [n for n in names if counts.injected_per_layer.get(n, 0) + counts.corrected_per_layer.get(n, 0) > 0]
+    if not names:
+        return
+    print(f"{'layer':<28} {'injected/img':>13} {'corrected/img':>14}")
+    for n in names[:most]:
+        print(f"{n:<28} {counts.injected_per_layer.get(n, 0):>13.4g} {counts.corrected_per_layer.get(n, 0):>14.4g}")
+    if len(names) > most:
+        print(f"... and {len(names) - most} more layers with errors (all in --json)")
 
 
 def _print_counts(injected: list, corrected: list) -> None:
@@ -369,7 +415,7 @@ def _print_table(table, spec) -> None:
 
 
 def _run(args) -> int:
-    """int8 MobileNetV2 on the simulated array: clean, then with timing errors
+    """An int8 network on the simulated array: clean, then with timing errors
     at one voltage; prints accuracies, golden agreement, error counts and costs."""
     from .accumulator import describe_mask
     from .experiment import per_bit_max
@@ -387,7 +433,9 @@ def _run(args) -> int:
     world = _world(args)
     exp = _experiment(args, array, spec, world)
     if world.is_main:
-        print(f"int8 MobileNetV2 on a {array.rows}-row systolic array, {args.acc_bits}-bit accumulators; "
+        what = ("torchvision's int8 MobileNetV2" if args.model == PAPER_MODEL else
+                f"{args.model}, post-training int8 on the first {args.ptq_images} images")
+        print(f"{what} on a {array.rows}-row systolic array, {args.acc_bits}-bit accumulators; "
               f"{exp.n_images} images from {args.data}; device {args.device}"
               + (f" on each of {world.size} ranks" if world.size > 1 else ""))
     p = exp.error_table([args.voltage]).rates(args.voltage)
@@ -414,6 +462,7 @@ def _print_point(golden, r, exp, array) -> None:
     print(f"golden agreement (top-1) {_fmt(a.agree, a.agree_lo, a.agree_hi)}")
     print(f"errors: {r.counts.injected} injected, {r.counts.corrected} corrected (Razor replays)")
     _print_counts(r.counts.injected_per_bit, r.counts.corrected_per_bit)
+    _print_layers(r.counts)
     print(f"latency overhead {100 * k.latency_overhead:.3g} % (one stall per error: "
           f"{100 * k.latency_overhead_bound:.3g} %), energy saving {100 * k.energy_saving:.1f} % "
           f"against {array.v_nominal} V ({array.batch} image(s) per weight load, {array.freq_ghz} GHz)")
@@ -436,7 +485,7 @@ def _sweep_grid(args, array, spec):
 
 
 def _sweep(args) -> int:
-    """MobileNetV2 int8 across voltages and protection strategies; resumable."""
+    """An int8 network across voltages and protection strategies; resumable."""
     from .results import load_results
     from .sweep import check_writable, sweep
 
@@ -448,10 +497,10 @@ def _sweep(args) -> int:
     world = _world(args)
     world.on_main(lambda: check_writable(args.out))
     exp = _experiment(args, array, spec, world)
-    meta = {"model": "mobilenet_v2_int8", "data": os.path.abspath(args.data),
-            "weights": os.path.abspath(args.weights) if args.weights else "torchvision"}
+    if world.is_main:
+        _sweep_notes(args, grid, exp)
     try:
-        rows = sweep(exp, grid, budget, args.out, meta)
+        rows = sweep(exp, grid, budget, args.out, _model_meta(args))
     except KeyboardInterrupt:
         if args.debug or os.environ.get("PYVS_DEBUG") or not world.is_main:
             raise
@@ -469,6 +518,20 @@ def _sweep(args) -> int:
     return 0
 
 
+def _sweep_notes(args, grid, exp) -> None:
+    """What the sweep is about to do that a user should not learn from the bill."""
+    from .results import load_results
+    done = {r.key for r in load_results(args.out)[0]} if os.path.isdir(args.out) else set()
+    todo = [pt for pt in grid.points if pt not in done]
+    if done:
+        print(f"{args.out} holds {len(done)} points; this grid adds {len(todo)} (meta.json records the union)")
+    if args.full and not str(args.device).startswith("cuda"):
+        evaluations = sum(2 if s == "auto" else 1 for _, s, _ in todo)
+        print(f"--full on the CPU: {len(todo)} points, about {evaluations} evaluations of {exp.n_images} images "
+              f"({evaluations * exp.n_images / 15 / 3600:.2g} hours at 15 images/s on 2 cores); "
+              "--device cuda or --limit is the usual choice", file=sys.stderr)
+
+
 def _slack(args) -> int:
     """Guard-band x voltage: latency overhead with every erring bit
     protected, the lowest voltage per guard-band within the budgets, and the
@@ -481,8 +544,10 @@ def _slack(args) -> int:
     array = _array(args)
     spec = _timing_spec(args, array)
     if not spec.needs_operands:
-        raise UserError(f"pyvs slack maps the event-driven model on captured operands, not {spec.model}: "
-                        "use --timing-model event")
+        raise UserError(f"the slack map simulates the event-driven model on captured operands, not "
+                        f"{spec.model}: use --timing-model event")
+    if args.guard_band is not None:
+        raise UserError("the slack map runs every guard-band of --guard-bands; --guard-band has no meaning here")
     gbs = _numbers(args.guard_bands, "--guard-bands")
     if any(not g >= 0 for g in gbs):
         raise UserError(f"--guard-bands must be >= 0, got {args.guard_bands}")
@@ -563,7 +628,7 @@ def build_parser() -> argparse.ArgumentParser:  # long: one declaration per sub-
     t.set_defaults(func=_timing)
 
     r = sub.add_parser("run", parents=[_data_options(required=True), hw, energy, timing, faults],
-                       help="int8 MobileNetV2 with timing errors at one voltage")
+                       help="an int8 network (MobileNetV2 by default) with timing errors at one voltage")
     r.add_argument("--voltage", type=float, default=0.5, help="supply voltage, V (default: 0.5)")
     r.add_argument("--json", default=None, metavar="FILE",
                    help="also write the clean accuracies and the result row to this JSON file")

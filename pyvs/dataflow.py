@@ -25,6 +25,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from .data import normalize
 from .distributed import World
@@ -123,16 +124,20 @@ def calibration_images(batches: Sequence, images: int, world: World = World(),
 
 @torch.no_grad()
 def capture_pairs(model: torch.nn.Module, images: torch.Tensor, device: str = "cpu", samples: int = 4096,
-                  per_image: int = 256, acc_bits: int = ACC_BITS, rows: int = ROWS, seed: int = 0) -> Dict[str, Pairs]:
+                  per_image: int = 256, acc_bits: int = ACC_BITS, rows: int = ROWS, seed: int = 0,
+                  progress: bool = False) -> Dict[str, Pairs]:
     """Runs the fault-free model on ``images`` ([n, 3, H, W], n >= 2) and
     returns the operand pairs of every systolic layer (those it could pair)."""
     if len(images) < 2:
         raise ValueError(f"capture_pairs: at least 2 calibration images are needed, got {len(images)}")
     capture = Capture(samples, per_image, acc_bits, rows, seed)
     set_faults(model, None)
-    for lo in range(0, len(images), CHUNK):
-        with forward_pass(lo, capture=capture):
-            model(normalize(images[lo: lo + CHUNK].to(device)))
+    with tqdm(total=len(images), desc="capturing operand pairs", unit="img", disable=not progress,
+              leave=False) as bar:
+        for lo in range(0, len(images), CHUNK):
+            with forward_pass(lo, capture=capture):
+                model(normalize(images[lo: lo + CHUNK].to(device)))
+            bar.update(len(images[lo: lo + CHUNK]))
     found = capture.pairs()
     if not found:
         raise ValueError("capture_pairs: the model ran no systolic layer on the calibration images")
@@ -140,16 +145,17 @@ def capture_pairs(model: torch.nn.Module, images: torch.Tensor, device: str = "c
 
 
 def layer_timing(model: torch.nn.Module, images: torch.Tensor, spec: TimingSpec, device: str = "cpu",
-                 rows: int = ROWS, per_image: int = 256) -> LayerTiming:
+                 rows: int = ROWS, per_image: int = 256, progress: bool = False) -> LayerTiming:
     """The event-driven model's per-layer histograms of a converted model:
     its operand pairs captured on ``images`` (:func:`capture_pairs`,
     ``spec.pairs_per_layer`` per layer) and simulated with ``spec``'s
     technology."""
     acc_bits = model_width(model)
-    pairs = capture_pairs(model, images, device, spec.pairs_per_layer, per_image, acc_bits, rows, spec.options.seed)
+    pairs = capture_pairs(model, images, device, spec.pairs_per_layer, per_image, acc_bits, rows, spec.options.seed,
+                          progress)
     return spec.layer_timing(pairs, acc_bits, {"kind": "captured", "images": len(images),
                                                "pairs_per_layer": spec.pairs_per_layer,
-                                               "per_image": per_image, "rows": rows})
+                                               "per_image": per_image, "rows": rows}, progress)
 
 
 __all__ = ["Capture", "calibration_images", "capture_pairs", "layer_timing"]

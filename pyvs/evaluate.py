@@ -92,7 +92,8 @@ class Evaluation:
         return Counts(injected=injected, corrected=corrected, injected_per_image=injected / n_images,
                       corrected_per_image=corrected / n_images,
                       corrected_per_layer={n: float(c[1].sum()) / n_images for n, c in self.per_layer.items()},
-                      injected_per_bit=self.counts[0].tolist(), corrected_per_bit=self.counts[1].tolist())
+                      injected_per_bit=self.counts[0].tolist(), corrected_per_bit=self.counts[1].tolist(),
+                      injected_per_layer={n: float(c[0].sum()) / n_images for n, c in self.per_layer.items()})
 
 
 def _rate(r: Rate) -> Tuple[float, float, float]:
@@ -148,7 +149,7 @@ class Golden:
 class Counts:
     """Timing errors of one evaluation: injected (flipped a bit) and
     corrected (Razor replays), over the data set and per image; per layer
-    (corrected per image) and per accumulator bit (totals, LSB first)."""
+    (per image) and per accumulator bit (totals, LSB first)."""
 
     injected: int
     corrected: int
@@ -157,10 +158,11 @@ class Counts:
     corrected_per_layer: Dict[str, float]
     injected_per_bit: List[int]
     corrected_per_bit: List[int]
+    injected_per_layer: Dict[str, float] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def none(cls, acc_bits: int) -> "Counts":
-        return cls(0, 0, 0.0, 0.0, {}, [0] * acc_bits, [0] * acc_bits)
+        return cls(0, 0, 0.0, 0.0, {}, [0] * acc_bits, [0] * acc_bits, {})
 
 
 def top_classes(logits: torch.Tensor, k: int = 5) -> torch.Tensor:

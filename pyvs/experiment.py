@@ -116,7 +116,8 @@ class Experiment:
             if len(images) < 2:
                 raise ValueError(f"the timing model {self.timing.model!r} needs at least 2 images to capture "
                                  "operand pairs; use --timing-model event-uniform or static-uniform for one image")
-            self._layer_timing = layer_timing(self.model, images, self.timing, self.device, self.array.rows)
+            self._layer_timing = layer_timing(self.model, images, self.timing, self.device, self.array.rows,
+                                              progress=self.progress)
         return self._layer_timing
 
     def error_table(self, voltages) -> ErrorTable:

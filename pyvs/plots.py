@@ -48,10 +48,12 @@ def _columns(v: Sequence[float]):
     return np.array(edges), which
 
 
-def error_heatmap(table, path: str) -> None:
+def error_heatmap(table, path: str, model: str = "") -> None:
     """Heatmap of an ErrorTable: accumulator bit (y) versus supply voltage
-    (x, volts: each voltage's column at its real position, grey where no
-    voltage was computed), colour = per-MAC error probability on a log scale."""
+    (x, volts, increasing to the right as in every figure: each voltage's
+    column at its real position, grey where no voltage was computed),
+    colour = per-MAC error probability on a log scale. ``model``: the timing
+    model's name for the title (default: the table's own record)."""
     p = table.tensor().clamp(min=FLOOR).T.numpy()  # [W, V]
     edges, which = _columns(table.voltages)
     gap = np.full(table.acc_bits, np.nan)
@@ -63,83 +65,153 @@ def error_heatmap(table, path: str) -> None:
     ax.set_xticks(table.voltages, minor=True)
     ax.set_xlabel("supply voltage (V); minor ticks: the computed voltages")
     ax.set_ylabel("accumulator bit (0 = LSB)")
-    ax.set_title(f"P(bit captured wrong) per MAC, {table.freq_ghz} GHz, "
-                 f"{table.acc_bits}-bit accumulator")
+    model = model or table.params.get("model", "?")
+    what = "of the layers, MAC-weighted" if table.layers else "per MAC"
+    ax.set_title(f"P(bit captured wrong) {what}, {model} timing model\n"
+                 f"{table.freq_ghz} GHz, {table.acc_bits}-bit accumulator", fontsize=10)
     fig.colorbar(im, ax=ax, label=f"error probability (values < {FLOOR:g} shown as {FLOOR:g})")
+    _save(fig, path)
+
+
+def _zoom(series: Dict[str, List[dict]]):
+    """(lo, hi) voltages around where the strategies differ (some point
+    has timing errors), one grid voltage beyond on each side; None when
+    that is most of the range anyway."""
+    volts = sorted({r["voltage"] for rs in series.values() for r in rs})
+    busy = sorted({r["voltage"] for rs in series.values() for r in rs
+                   if r.get("injected_per_image", 0) > 0 or r.get("corrected_per_image", 0) > 0})
+    if len(volts) < 3 or not busy:
+        return None
+    i, j = volts.index(busy[0]), volts.index(busy[-1])
+    lo, hi = volts[max(i - 1, 0)], volts[min(j + 1, len(volts) - 1)]
+    if hi - lo > 0.6 * (volts[-1] - volts[0]):
+        return None
+    pad = 0.1 * (hi - lo) or 0.005
+    return lo - pad, hi + pad
+
+
+def _panels(series, height: float = 4.5):
+    """A figure with the full voltage range and, where the action is narrow,
+    a zoomed panel beside it: (fig, axes, zoom range or None)."""
+    zoom = _zoom(series)
+    if zoom is None:
+        fig, ax = plt.subplots(figsize=(7, height), dpi=120)
+        return fig, [ax], None
+    fig, axes = plt.subplots(1, 2, figsize=(12, height), dpi=120, gridspec_kw={"width_ratios": [3, 2]})
+    return fig, list(axes), zoom
+
+
+def _band_plot(series, key: str, ylabel: str, title: str, path: str, reference=None, ref_label="") -> None:
+    """key (a fraction) in %, with its 95 % band (key_lo, key_hi), per strategy."""
+    fig, axes, zoom = _panels(series)
+    for ax in axes:
+        for i, (s, rs) in enumerate(series.items()):
+            v = [r["voltage"] for r in rs]
+            line, = ax.plot(v, [100 * r[key] for r in rs], label=s, **_style(i, len(series)))
+            ax.fill_between(v, [100 * r[key + "_lo"] for r in rs], [100 * r[key + "_hi"] for r in rs],
+                            color=line.get_color(), alpha=0.1)
+        if reference is not None:
+            ax.axhline(100 * reference, color="k", ls=":", lw=1, label=ref_label)
+        ax.set_xlabel("supply voltage (V)")
+    axes[0].set_ylabel(ylabel)
+    axes[0].set_title(title, fontsize=10)
+    axes[0].legend(fontsize=8)
+    if zoom:
+        axes[1].set_xlim(*zoom)
+        axes[1].set_title("zoom: where timing errors occur", fontsize=10)
     _save(fig, path)
 
 
 def accuracy_vs_voltage(series: Dict[str, List[dict]], clean_top1, title: str, path: str) -> None:
     """Top-1 (%) with its 95 % band per strategy; series: strategy -> rows
     (dicts with voltage, top1, top1_lo, top1_hi) sorted by voltage."""
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    for i, (s, rs) in enumerate(series.items()):
-        v = [r["voltage"] for r in rs]
-        line, = ax.plot(v, [100 * r["top1"] for r in rs], label=s, **_style(i, len(series)))
-        ax.fill_between(v, [100 * r["top1_lo"] for r in rs], [100 * r["top1_hi"] for r in rs],
-                        color=line.get_color(), alpha=0.1)
-    if clean_top1 is not None:
-        ax.axhline(100 * clean_top1, color="k", ls=":", lw=1, label="fault-free")
-    ax.set_xlabel("supply voltage (V)")
-    ax.set_ylabel("top-1 accuracy (%), 95 % CI")
-    ax.set_title(title)
-    ax.invert_xaxis()
-    ax.legend()
-    _save(fig, path)
+    _band_plot(series, "top1", "top-1 accuracy (%), 95 % CI", title, path, clean_top1, "fault-free")
+
+
+def agreement_vs_voltage(series: Dict[str, List[dict]], title: str, path: str) -> None:
+    """Top-1 agreement with the golden run (%) with its 95 % band per
+    strategy: what the errors change, which top-1 on labels can hide (a
+    model that always errs the same way keeps its top-1 on random labels)."""
+    _band_plot(series, "agree", "top-1 agreement with the fault-free run (%), 95 % CI", title, path, 1.0,
+               "no prediction changed")
 
 
 def metric_vs_voltage(series: Dict[str, List[dict]], key: str, ylabel: str, path: str,
-                      scale: float = 100.0, symlog: float = 0.0) -> None:
+                      scale: float = 100.0, symlog: float = 0.0, title: str = "") -> None:
     """One metric (row key, times ``scale``) against voltage per strategy.
     symlog > 0: a symmetric log axis, linear within +-symlog, so that 0
     stays 0 (a log axis has no place for it)."""
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    for i, (s, rs) in enumerate(series.items()):
-        ax.plot([r["voltage"] for r in rs], [scale * r[key] for r in rs], label=s, **_style(i, len(series)))
-    if symlog:
-        ax.set_yscale("symlog", linthresh=symlog)
-        ylabel += f", log above {symlog:g}"
-    ax.axhline(0, color="k", lw=0.6)
-    ax.set_xlabel("supply voltage (V)")
-    ax.set_ylabel(ylabel)
-    ax.invert_xaxis()
-    ax.legend()
+    fig, axes, zoom = _panels(series)
+    for ax in axes:
+        for i, (s, rs) in enumerate(series.items()):
+            ax.plot([r["voltage"] for r in rs], [scale * r[key] for r in rs], label=s,
+                    **_style(i, len(series)))
+        if symlog:
+            ax.set_yscale("symlog", linthresh=symlog)
+        ax.axhline(0, color="k", lw=0.6)
+        ax.set_xlabel("supply voltage (V)")
+    axes[0].set_ylabel(ylabel + (f", log above {symlog:g}" if symlog else ""))
+    axes[0].set_title(title, fontsize=10)
+    axes[0].legend(fontsize=8)
+    if zoom:
+        axes[1].set_xlim(*zoom)
+        axes[1].set_title("zoom: where timing errors occur", fontsize=10)
     _save(fig, path)
 
 
+def _voltage_colours(voltages: Sequence[float]) -> Dict[float, tuple]:
+    """One distinct colour per voltage (a sequential map sampled evenly over
+    the distinct voltages, not over their values: 0.51 and 0.52 V stay apart)."""
+    distinct = sorted(set(voltages))
+    cmap = plt.get_cmap("viridis")
+    return {v: cmap(i / max(len(distinct) - 1, 1)) for i, v in enumerate(distinct)}
+
+
 def pareto(points: Sequence[Tuple[float, float]], voltages: Sequence[float], strategies: Sequence[str],
-           front: Sequence[int], path: str) -> None:
+           front: Sequence[int], path: str, title: str = "") -> None:
     """Every evaluated point as (energy saving, accuracy loss), fractions:
-    marker = strategy, colour = voltage; the Pareto front (indices into
-    points) drawn through and labelled with strategy and voltage."""
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
+    marker = strategy, colour = voltage (one colour per distinct voltage);
+    the Pareto front (indices into points) drawn through and labelled with
+    strategy and voltage, the labels stacked apart."""
+    fig, ax = plt.subplots(figsize=(9, 5.5), dpi=120)
     kinds = sorted(set(strategies))
-    vmin, vmax = min(voltages), max(voltages)
+    colour = _voltage_colours(voltages)
     for i, s in enumerate(kinds):
         idx = [j for j, t in enumerate(strategies) if t == s]
-        sc = ax.scatter([100 * points[j][0] for j in idx], [100 * points[j][1] for j in idx],
-                        c=[voltages[j] for j in idx], cmap="viridis", vmin=vmin, vmax=vmax,
-                        marker=_MARKERS[i % len(_MARKERS)], s=30, label=s, edgecolors="k", linewidths=0.3)
-    ax.plot([100 * points[i][0] for i in front], [100 * points[i][1] for i in front], "r-", lw=1.2,
-            label="Pareto front")
-    for k, i in enumerate(front):  # labels alternate above and below the front, inward from the right
-        ax.annotate(f"{strategies[i]} {voltages[i]:.3g} V", (100 * points[i][0], 100 * points[i][1]),
-                    textcoords="offset points", xytext=(-8, 12 if k % 2 else -16), ha="right", fontsize=7,
-                    arrowprops=dict(arrowstyle="-", lw=0.5, color="0.4"))
+        ax.scatter([100 * points[j][0] for j in idx], [100 * points[j][1] for j in idx],
+                   c=[colour[voltages[j]] for j in idx], marker=_MARKERS[i % len(_MARKERS)], s=34,
+                   edgecolors="k", linewidths=0.3)
+    ax.plot([100 * points[i][0] for i in front], [100 * points[i][1] for i in front], "r-", lw=1.2)
+    # One label per distinct front point (points that coincide share it), in
+    # a column inside the axes, ordered as the points are and evenly spaced,
+    # each joined to its point by a leader: no two labels overlap.
+    labels: Dict[tuple, List[str]] = {}
+    for i in front:
+        key = (points[i][0], points[i][1], voltages[i])
+        labels.setdefault(key, [])
+        if strategies[i] not in labels[key]:
+            labels[key].append(strategies[i])
+    ordered = sorted(labels.items(), key=lambda kv: (kv[0][1], -kv[0][0]))
+    for k, ((x, y, v), names) in enumerate(ordered):
+        ax.annotate(f"{', '.join(names)} {v:.3g} V", (100 * x, 100 * y), xycoords="data",
+                    xytext=(0.45, 0.12 + 0.76 * k / max(len(ordered) - 1, 1)), textcoords="axes fraction",
+                    ha="right", va="center", fontsize=7, arrowprops=dict(arrowstyle="-", lw=0.5, color="0.4"))
     ax.set_xlabel("energy saving vs. the nominal voltage (%)")
     ax.set_ylabel("accuracy loss (points; log scale above 0.1)")
-    ax.set_title("every evaluated point: max of golden-agreement and top-1 loss")
+    ax.set_title("every evaluated point: max of golden-agreement and top-1 loss" + (f"\n{title}" if title else ""),
+                 fontsize=10)
     ax.set_yscale("symlog", linthresh=0.1)
-    fig.colorbar(sc, ax=ax, label="voltage (V)")
-    legend = ax.legend(fontsize=8)
-    for handle in legend.legend_handles[:len(kinds)]:  # shapes only: the colour bar gives the voltage
-        handle.set_array(None)
-        handle.set_facecolor("0.75")
+    from matplotlib.lines import Line2D
+    shapes = [Line2D([], [], marker=_MARKERS[i % len(_MARKERS)], ls="", color="0.6", mec="k", label=s)
+              for i, s in enumerate(kinds)]
+    volts = [Line2D([], [], marker="s", ls="", color=c, label=f"{v:.3g} V") for v, c in colour.items()]
+    front_line = [Line2D([], [], color="r", label="Pareto front")]
+    ax.legend(handles=shapes + front_line + volts, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     _save(fig, path)
 
 
 def slack_heatmap(m, latency_budget: float, lowest: Sequence, implied, path: str,
-                  paper: Tuple[float, float] = (0.5, 1e-5), floor: float = 1e-12) -> None:
+                  paper: Tuple[float, float] = (0.5, 1e-5), floor: float = 1e-12, model: str = "event") -> None:
     """Slack (a :class:`pyvs.slack.SlackMap`): left, latency overhead with
     every erring bit protected against voltage, one curve per guard-band
     (log axis; overheads below ``floor`` drawn at it), the budget and the
@@ -147,19 +219,17 @@ def slack_heatmap(m, latency_budget: float, lowest: Sequence, implied, path: str
     guard-band (a gap where no voltage of the grid meets it), and the
     guard-band the paper's point implies."""
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.8), dpi=120, gridspec_kw={"width_ratios": [3, 2]})
-    cmap = plt.get_cmap("viridis")
-    gmax = max(m.guard_bands) or 1.0
-    for i, g in enumerate(m.guard_bands):
+    for i, g in enumerate(m.guard_bands):  # one colour per guard-band, however close their values
         y = np.maximum(100 * np.asarray(m.overhead[i]), 100 * floor)
-        ax.plot(m.voltages, y, color=cmap(g / gmax), lw=1.4, label=f"guard-band {g:g}")
+        ax.plot(m.voltages, y, color=plt.get_cmap("tab10")(i % 10), ls=_LINES[(i // 10) % len(_LINES)], lw=1.4,
+                label=f"guard-band {g:g}")
     ax.axhline(100 * latency_budget, color="k", ls="--", lw=0.8, label=f"budget {100 * latency_budget:g} %")
     ax.plot([paper[0]], [100 * paper[1]], "r*", ms=12, label=f"paper: {paper[0]} V, {100 * paper[1]:g} %")
     ax.set_yscale("log")
     ax.set_ylim(bottom=100 * floor / 2)
     ax.set_xlabel("supply voltage (V)")
     ax.set_ylabel(f"latency overhead (%; below {100 * floor:g} % drawn at it)")
-    ax.set_title("every erring bit Razor-protected")
-    ax.invert_xaxis()
+    ax.set_title(f"every erring bit Razor-protected; {model} timing model", fontsize=10)
     # Below the axes: inside, it would hide the curves' knees or the paper's point.
     ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.14))
     g = np.array(m.guard_bands, dtype=float)

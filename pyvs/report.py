@@ -110,19 +110,21 @@ def report(out_dir: str, budget: Budget = Budget()) -> List[str]:
         raise ValueError(f"{out_dir!r} holds no sweep results (results.json)")
     path = lambda name: os.path.join(out_dir, name)  # noqa: E731
     series = by_strategy(rows)
+    model = meta.get("timing", {}).get("model") or meta.get("timing_model", "?")
     title = (f"{meta.get('model', 'model')} on {meta.get('n_images', '?')} images, "
-             f"{meta.get('array', {}).get('freq_ghz', '?')} GHz")
+             f"{meta.get('array', {}).get('freq_ghz', '?')} GHz, {model} timing model")
     plots.accuracy_vs_voltage(series, meta.get("clean", {}).get("top1"), title, path("accuracy_vs_voltage.png"))
+    plots.agreement_vs_voltage(series, title, path("agreement_vs_voltage.png"))
     plots.metric_vs_voltage(series, "energy_saving", "energy saving vs. the nominal voltage (%)",
-                            path("energy_saving.png"))
+                            path("energy_saving.png"), title=title)
     plots.metric_vs_voltage(series, "latency_overhead", "latency overhead (%)", path("latency_overhead.png"),
-                            symlog=1e-3)
+                            symlog=1e-3, title=title)
     points = rows + search
     xy = [(r.costs.energy_saving, max(r.accuracy.agree_loss, r.accuracy.top1_loss)) for r in points]
     plots.pareto(xy, [r.voltage for r in points], [r.strategy for r in points], pareto_front(xy),
-                 path("pareto.png"))
-    paths = [path(n) for n in ("accuracy_vs_voltage.png", "energy_saving.png", "latency_overhead.png",
-                               "pareto.png")]
+                 path("pareto.png"), title)
+    paths = [path(n) for n in ("accuracy_vs_voltage.png", "agreement_vs_voltage.png", "energy_saving.png",
+                               "latency_overhead.png", "pareto.png")]
     if os.path.exists(path("error_table.json")):
         plots.error_heatmap(load_table(path("error_table.json")), path("error_heatmap.png"))
         paths.append(path("error_heatmap.png"))
@@ -138,5 +140,6 @@ def slack_report(study: SlackStudy, out_dir: str) -> List[str]:
     paths = [os.path.join(out_dir, "slack.json"), os.path.join(out_dir, "slack.png")]
     atomic_write(paths[0], json.dumps(study.record(), indent=1))
     lowest = [r["lowest_v_all_protected"] for r in study.summary]
-    plots.slack_heatmap(study.map, study.settings["latency_budget"], lowest, study.implied_guard_band, paths[1])
+    plots.slack_heatmap(study.map, study.settings["latency_budget"], lowest, study.implied_guard_band, paths[1],
+                        model=study.settings["timing"]["model"])
     return paths

@@ -78,6 +78,7 @@ class PointResult:
         """A row from its flat record (JSON), every field checked for its type."""
         if not isinstance(d, dict):
             raise ValueError(f"a result row must be an object, got {type(d).__name__}")
+        d = {**LATER, **d}
         missing = [k for k in FIELDS if k not in d]
         if missing:
             raise ValueError(f"a result row lacks the fields {missing}")
@@ -97,7 +98,7 @@ class PointResult:
         """A row from its results.csv cells (text)."""
         parse = {"int": int, "float": float, "str": str, "list": json.loads, "dict": json.loads}
         try:
-            return cls.from_dict({k: parse[_KINDS[k]](d[k]) for k in FIELDS})
+            return cls.from_dict({k: parse[_KINDS[k]](d[k]) for k in FIELDS if k in d or k not in LATER})
         except (KeyError, TypeError, ValueError) as e:
             raise ValueError(f"a results.csv row is malformed ({e})") from None
 
@@ -110,7 +111,10 @@ FIELDS = ["voltage", "strategy", "seed", "protect", "protected_bits",
           "top1_loss", "agree_loss", "injected", "corrected", "injected_per_image", "corrected_per_image",
           "corrected_per_layer", "latency_overhead", "latency_overhead_bound", "energy_j", "energy_saving",
           "energy_dynamic_j", "energy_leakage_j", "energy_razor_j", "energy_replay_j", "max_p",
-          "injected_per_bit", "corrected_per_bit", "evaluations", "seconds"]
+          "injected_per_bit", "corrected_per_bit", "evaluations", "seconds", "injected_per_layer"]
+# Columns added after the first results folders were made, and what rows
+# read from such a folder get instead.
+LATER = {"injected_per_layer": {}}
 _TYPES = {f.name: f.type for cls in (PointResult, *_PARTS.values()) for f in dataclasses.fields(cls)
           if f.name not in _PARTS}
 assert sorted(FIELDS) == sorted(_TYPES), "FIELDS must name every field of a result row once"
@@ -196,7 +200,7 @@ def _rows_from_json(path: str) -> List[PointResult]:
 def _rows_from_csv(path: str) -> List[PointResult]:
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
-        if reader.fieldnames != FIELDS:
+        if reader.fieldnames not in (FIELDS, [k for k in FIELDS if k not in LATER]):
             raise ValueError("its columns are not those of a result row")
         return [PointResult.from_csv(d) for d in reader]
 

@@ -131,13 +131,14 @@ def _plot(doc, wrong, macs, path):
         ax.fill_between(v, np.maximum(top.min(0), 1e-20), np.maximum(top.max(0), 1e-20), alpha=0.2, color=f"C{i}")
         ax.plot(v, np.maximum(np.median(top, 0), 1e-20), color=f"C{i}", label=f"{k} ({len(names)} layers)")
     ax.plot(v, np.maximum(np.array(doc["uniform_wrong"]).max(1), 1e-20), "k--", label="event, uniform pairs")
-    ax.plot(v, np.maximum(np.array(doc["static_late"]).max(1), 1e-20), "k:", label="static, uniform operands")
+    ax.plot(v, np.maximum(np.array(doc["static_late"]).max(1), 1e-20), "k:",
+            label="static P(late), uniform operands (counted as wrong)")
     ax.set_yscale("log")
     ax.set_ylim(1e-18, 1)
     ax.set_xlim(0.40, 0.62)
-    ax.invert_xaxis()
     ax.set_xlabel("supply voltage (V)")
-    ax.set_ylabel("P(wrong) of the most erring bit, per MAC (below 1e-18 not drawn)")
+    ax.set_ylabel("error probability of the most erring bit, per MAC\n(event: P(wrong); static: P(late); "
+                  "below 1e-18 not drawn)", fontsize=8)
     ax.set_title("event model per layer: median and range of each layer kind")
     ax.legend(fontsize=7)
     i = list(v).index(0.5)
@@ -150,7 +151,8 @@ def _plot(doc, wrong, macs, path):
     bx.set_yscale("log")
     bx.set_ylim(1e-18, 1)
     bx.set_xlabel("accumulator bit")
-    bx.set_ylabel("probability per MAC at 0.50 V, 0.7 GHz (below 1e-18 not drawn)")
+    bx.set_ylabel("P(wrong) or P(late), as the legend says, per MAC at 0.50 V, 0.7 GHz\n(below 1e-18 not drawn)",
+                  fontsize=8)
     bx.set_title("per bit at 0.50 V (real: MAC-weighted over the layers)")
     bx.legend(fontsize=7)
     fig.tight_layout()

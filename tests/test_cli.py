@@ -269,3 +269,68 @@ def test_slack_maps_guard_bands_on_the_real_model(tmp_path, capsys):
     g = doc["implied_guard_band"]
     assert g is not None and 0.2 < g < 4 and f"implies a guard-band of {g:.3f}" in text
     assert (out / "slack.png").stat().st_size > 10_000
+
+
+def test_slack_refuses_a_single_guard_band(data_dir, capsys, no_loading):
+    # --guard-band used to be accepted and silently ignored by the slack map.
+    code, out, err = run_cli(["slack", "--data", data_dir, "--guard-band", "0.5"], capsys)
+    _one_line_error(code, err, "slack")
+    assert "--guard-band has no meaning here" in err
+
+
+def test_protect_mask_that_is_not_a_number_names_the_option(data_dir, capsys, no_loading):
+    code, out, err = run_cli(["run", "--data", data_dir, "--protect", "0xZZ"], capsys)
+    _one_line_error(code, err, "run")
+    assert "--protect '0xZZ' is not an integer mask" in err and "<lambda>" not in err
+
+
+def test_help_texts_are_plain_text():
+    for name, sub in cli.build_parser()._subparsers._group_actions[0].choices.items():
+        text = sub.format_help()
+        assert "``" not in text and "%(" not in text, name
+
+
+def test_capture_shows_its_progress(capsys):
+    from pyvs.experiment import Experiment
+    from pyvs.timing import TimingSpec
+    from tinynet import batched, tiny
+    _, images, q = tiny()
+    spec = TimingSpec.named("event", calibration_images=4, pairs_per_layer=64)
+    Experiment(q, batched(images, 8), timing=spec, progress=True).layer_timing()
+    err = capsys.readouterr().err
+    assert "capturing operand pairs" in err and "simulating operand pairs" in err
+
+
+def test_sweep_says_what_an_old_folder_holds_and_what_full_costs(tmp_path, data_dir, capsys, monkeypatch):
+    import pyvs.sweep
+    from tinynet import batched, tiny
+    _, images, q = tiny()
+    monkeypatch.setattr(cli, "_model_and_data", lambda *a, **k: (q, batched(images, 8), 0))
+    out = str(tmp_path / "res")
+    argv = ["sweep", "--data", data_dir, "--timing-model", "static-uniform", "--out", out, "--no-report"]
+    assert cli.main(argv + ["--voltages", "0.9,0.6"]) == 0
+    capsys.readouterr()
+    assert cli.main(argv + ["--voltages", "0.9,0.55"]) == 0
+    assert f"{out} holds 6 points; this grid adds 3 (meta.json records the union)" in capsys.readouterr().out
+    monkeypatch.setattr(pyvs.sweep, "sweep", lambda *a, **k: [])  # the cost is said before anything runs
+    assert cli.main(argv + ["--full"]) == 0
+    err = capsys.readouterr().err
+    assert "--full on the CPU: 606 points" in err and "evaluations of 24 images" in err
+
+
+def test_run_takes_any_torchvision_cnn_by_post_training_int8(tmp_path, capsys):
+    import json
+    import torchvision
+    _labelled(str(tmp_path / "imgs"), ["a.jpg", "b.jpg", "c.jpg"], [(224, 224)] * 3)
+    weights = tmp_path / "r18.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), weights)  # random float weights: the speed is the point
+    code, out, err = run_cli(["run", "--data", str(tmp_path / "imgs"), "--model", "resnet18", "--weights", str(weights),
+                              "--ptq-images", "2", "--timing-model", "static-uniform", "--voltage", "0.5",
+                              "--json", str(tmp_path / "r.json")], capsys)
+    assert code == 0, err
+    assert "resnet18, post-training int8 on the first 2 images" in out
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["point"]["injected"] > 0 and len(doc["point"]["injected_per_layer"]) == 21  # 20 convs + fc
+    code, out, err = run_cli(["run", "--data", str(tmp_path / "imgs"), "--model", "resnet7"], capsys)
+    _one_line_error(code, err, "run")
+    assert "--model 'resnet7' is neither mobilenet_v2_int8 nor a torchvision classifier" in err

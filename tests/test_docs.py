@@ -13,7 +13,7 @@ from pyvs import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", ROOT / "CHANGELOG.md"] + sorted((ROOT / "docs").glob("*.md"))
-TREE = ("pyvs/", "csrc/", "scripts/", "tests/", "docs/", "benchmarks/")
+TREE = ("pyvs/", "csrc/", "scripts/", "tests/", "docs/", "benchmarks/", "examples/")
 # Names the CHANGELOG gives for what is gone.
 GONE = {"pyvs.quantize", "pyvs.selection", "pyvs.latency.ArrayConfig", "pyvs.dataflow.LayerTiming",
         "pyvs.nn.int8.quantize", "pyvs.nn.int8.requantize"}

@@ -31,6 +31,8 @@ def test_point_fields_follow_from_the_evaluation():
     assert c.corrected_per_image == c.corrected / 24 and c.injected_per_image == c.injected / 24
     work = Workload(exp.golden.shapes, ArrayConfig(rows=16))
     assert sum(c.corrected_per_layer.values()) == pytest.approx(c.corrected_per_image)
+    assert sum(c.injected_per_layer.values()) == pytest.approx(c.injected_per_image)  # saved per layer too
+    assert c.injected_per_image > 0
     assert k.latency_overhead_bound == pytest.approx(c.corrected_per_image / work.cycles)
     # Errors of one cycle share its stall: each layer's errors, Poisson over its cycles.
     stalls = sum(cy * (1 - math.exp(-c.corrected_per_layer[n] / cy)) for n, cy in work.base_cycles.items()

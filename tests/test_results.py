@@ -91,4 +91,19 @@ def test_a_row_is_its_typed_parts_and_files_hold_it_flat():
     assert list(flat) == FIELDS and PointResult.from_dict(flat) == r
     # The columns are those results.csv has always had (a folder from before the parts still reads).
     assert FIELDS[:6] == ["voltage", "strategy", "seed", "protect", "protected_bits", "n"]
-    assert FIELDS[-4:] == ["injected_per_bit", "corrected_per_bit", "evaluations", "seconds"]
+    assert FIELDS[-5:] == ["injected_per_bit", "corrected_per_bit", "evaluations", "seconds", "injected_per_layer"]
+
+
+def test_a_folder_made_before_the_per_layer_injected_column_still_reads(tmp_path):
+    import csv
+    r = row(injected_per_layer={"a": 0.3})
+    flat = {k: v for k, v in r.row().items() if k != "injected_per_layer"}
+    (tmp_path / RESULTS).write_text(json.dumps([flat]))
+    got = load_results(str(tmp_path))[0][0]
+    assert got.counts.injected_per_layer == {} and got.accuracy == r.accuracy
+    (tmp_path / RESULTS).unlink()
+    with open(tmp_path / CSV, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(flat))
+        w.writeheader()
+        w.writerow({k: json.dumps(v) if isinstance(v, (list, dict)) else v for k, v in flat.items()})
+    assert load_results(str(tmp_path))[0][0].counts.injected_per_layer == {}

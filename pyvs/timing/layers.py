@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Dict, Optional, Sequence
 
 import numpy as np
+from tqdm import tqdm
 
 from ..hardware import ArrayConfig
 from .event import EventModel
@@ -24,12 +25,19 @@ class LayerTiming:
         self.model, self.histograms, self.provenance = model, histograms, dict(provenance or {})
 
     @classmethod
-    def from_pairs(cls, model: EventModel, pairs: Dict[str, Pairs],
-                   provenance: Optional[dict] = None) -> "LayerTiming":
+    def from_pairs(cls, model: EventModel, pairs: Dict[str, Pairs], provenance: Optional[dict] = None,
+                   progress: bool = False) -> "LayerTiming":
+        """Simulates every layer's pairs (``progress``: a bar over the pairs)."""
         if not pairs:
             raise ValueError("no operand pairs: capture them from a model first")
         provenance = dict(provenance or {}, pairs={n: len(p) for n, p in pairs.items()})
-        return cls(model, {name: model.histograms(p) for name, p in pairs.items()}, provenance)
+        histograms = {}
+        with tqdm(total=sum(len(p) for p in pairs.values()), desc="simulating operand pairs", unit="pair",
+                  disable=not progress, leave=False) as bar:
+            for name, p in pairs.items():
+                histograms[name] = model.histograms(p)
+                bar.update(len(p))
+        return cls(model, histograms, provenance)
 
     def tables(self, voltages: Sequence[float], array: ArrayConfig, guard_band: Optional[float] = None,
                late: bool = False) -> Dict[str, np.ndarray]:

@@ -121,13 +121,14 @@ class TimingSpec:
                                   "pairs_per_layer": self.pairs_per_layer}
         return out
 
-    def layer_timing(self, pairs: Dict[str, Pairs], acc_bits: int, provenance: Optional[dict] = None) -> LayerTiming:
+    def layer_timing(self, pairs: Dict[str, Pairs], acc_bits: int, provenance: Optional[dict] = None,
+                     progress: bool = False) -> LayerTiming:
         """'event': every layer's captured pairs simulated (histograms)."""
         if not self.needs_operands:
             raise ValueError(f"the timing model {self.model!r} does not take captured operand pairs")
         o = self.options
         event = EventModel(acc_bits, o.tech, o.adder, o.design_freq_ghz)
-        return LayerTiming.from_pairs(event, pairs, provenance)
+        return LayerTiming.from_pairs(event, pairs, provenance, progress)
 
     def table(self, voltages: Sequence[float], array: ArrayConfig, acc_bits: int,
               layers: Optional[LayerTiming] = None, macs: Optional[Dict[str, int]] = None,
