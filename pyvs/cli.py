@@ -41,6 +41,9 @@ class UserError(Exception):
 def _hardware_options() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("the simulated array (pyvs.hardware.ArrayConfig)")
+    g.add_argument("--dataflow", default="ws", metavar="{" + ",".join(hardware.DATAFLOWS) + "}",
+                   help="ws: weight-stationary, a partial sum per K-tile of --rows MACs; os: output-stationary, "
+                        "one accumulation over the whole K per PE (default: %(default)s)")
     g.add_argument("--freq", type=float, default=hardware.CLOCK_GHZ, help="clock, GHz (default: %(default)s)")
     g.add_argument("--v-nominal", type=float, default=hardware.V_NOMINAL,
                    help="nominal supply: timing calibration and energy baseline, V (default: %(default)s)")
@@ -139,7 +142,10 @@ def _array(args) -> "hardware.ArrayConfig":
     args.acc_bits = check_width(args.acc_bits, "--acc-bits")
     number(args.freq, "--freq (GHz)", positive=True)
     number(args.v_nominal, "--v-nominal (V)", positive=True)
-    return hardware.ArrayConfig(rows=integer(args.rows, "--rows", 1), cols=integer(args.cols, "--cols", 1),
+    if args.dataflow not in hardware.DATAFLOWS:
+        raise UserError(f"--dataflow {args.dataflow!r} is not one of {', '.join(hardware.DATAFLOWS)}")
+    return hardware.ArrayConfig(dataflow=args.dataflow,
+                                rows=integer(args.rows, "--rows", 1), cols=integer(args.cols, "--cols", 1),
                                 freq_ghz=args.freq, v_nominal=args.v_nominal,
                                 replay_cycles=integer(args.replay_cycles, "--replay-cycles", 0),
                                 batch=integer(args.array_batch, "--array-batch", 1))
@@ -468,9 +474,10 @@ def _print_point(golden, r, exp, array) -> None:
           f"against {array.v_nominal} V ({array.batch} image(s) per weight load, {array.freq_ghz} GHz)")
     w = exp.workload
     print(f"energy per image {1e6 * k.energy_j:.4g} uJ: dynamic {1e6 * k.energy_dynamic_j:.4g}, leakage "
-          f"{1e6 * k.energy_leakage_j:.4g}, Razor {1e6 * k.energy_razor_j:.3g}, replays {1e6 * k.energy_replay_j:.3g} "
-          f"(the array is {100 * w.utilization:.2g} % busy: {w.macs / 1e6:.0f} M MACs in {w.cycles / 1e3:.0f} k "
-          f"cycles of {array.rows * array.cols} PEs)")
+          f"{1e6 * k.energy_leakage_j:.4g}, data movement {1e6 * k.energy_movement_j:.4g}, Razor "
+          f"{1e6 * k.energy_razor_j:.3g}, replays {1e6 * k.energy_replay_j:.3g} "
+          f"(the {array.dataflow} array is {100 * w.utilization:.2g} % busy: {w.macs / 1e6:.0f} M MACs in "
+          f"{w.cycles / 1e3:.0f} k cycles of {array.rows * array.cols} PEs)")
 
 
 def _sweep_grid(args, array, spec):

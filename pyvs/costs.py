@@ -9,8 +9,8 @@ import dataclasses
 import functools
 from typing import Dict
 
-from .energy import EnergyParams, inference_energy
-from .hardware import ArrayConfig
+from .energy import EnergyParams, gemm_bit_hops, inference_energy
+from .hardware import ACC_BITS, ArrayConfig
 from .latency import latency_overhead, model_cycles
 
 GemmShapes = Dict[str, tuple]  # layer name -> (groups, GEMM rows per image, K, N per group)
@@ -21,7 +21,8 @@ class Costs:
     """One inference at one operating point: latency_overhead (stall cycles
     / base cycles, a fraction; errors of one cycle share its stall, see
     :mod:`pyvs.latency`), latency_overhead_bound (one stall per error),
-    energy_j and its parts (J), energy_saving (1 - energy / energy at the
+    energy_j and its parts (J: dynamic, leakage, Razor, replays, data
+    movement between PEs), energy_saving (1 - energy / energy at the
     nominal voltage without protection)."""
 
     latency_overhead: float
@@ -32,6 +33,7 @@ class Costs:
     energy_leakage_j: float
     energy_razor_j: float
     energy_replay_j: float
+    energy_movement_j: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +44,7 @@ class Workload:
     shapes: GemmShapes
     array: ArrayConfig = ArrayConfig()
     energy: EnergyParams = EnergyParams()
+    acc_bits: int = ACC_BITS
 
     @functools.cached_property
     def base_cycles(self) -> Dict[str, float]:
@@ -64,6 +67,14 @@ class Workload:
         return sum(self.macs_by_layer.values())
 
     @functools.cached_property
+    def bit_hops(self) -> float:
+        """Bits moved between neighbouring PEs per image (the dataflow's data
+        movement, :func:`pyvs.energy.gemm_bit_hops`)."""
+        b = self.array.batch
+        return sum(gemm_bit_hops(M * b, K, N, G, self.array, self.acc_bits) / b
+                   for G, M, K, N in self.shapes.values())
+
+    @functools.cached_property
     def utilization(self) -> float:
         """Busy PE-cycles over all PE-cycles of an inference (one MAC keeps
         one PE busy for one cycle), a fraction."""
@@ -74,8 +85,10 @@ class Workload:
     def baseline(self) -> Dict[str, float]:
         """Energy per image at the nominal voltage, without protection or
         replays, J: dynamic, leakage and total."""
-        e = inference_energy(self.array.v_nominal, self.macs, self.cycles, 0, 0.0, self.energy, self.array)
-        return {"dynamic_j": e["dynamic"], "leakage_j": e["leakage"], "total_j": e["total"]}
+        e = inference_energy(self.array.v_nominal, self.macs, self.cycles, 0, 0.0, self.energy, self.array,
+                             bit_hops=self.bit_hops)
+        return {"dynamic_j": e["dynamic"], "leakage_j": e["leakage"], "movement_j": e["movement"],
+                "total_j": e["total"]}
 
     @functools.cached_property
     def baseline_j(self) -> float:
@@ -90,8 +103,8 @@ class Workload:
         _, bound = latency_overhead(self.base_cycles, replays_by_layer, self.array, coalesce=False)
         replays = sum(replays_by_layer.values())
         e = inference_energy(volts, self.macs, self.cycles, protected_bits, replays, self.energy,
-                             self.array, stall_cycles=overhead * self.cycles)
+                             self.array, stall_cycles=overhead * self.cycles, bit_hops=self.bit_hops)
         return Costs(latency_overhead=overhead, latency_overhead_bound=bound, energy_j=e["total"],
                      energy_saving=1.0 - e["total"] / self.baseline_j,
                      energy_dynamic_j=e["dynamic"], energy_leakage_j=e["leakage"],
-                     energy_razor_j=e["razor"], energy_replay_j=e["replay"])
+                     energy_razor_j=e["razor"], energy_replay_j=e["replay"], energy_movement_j=e["movement"])

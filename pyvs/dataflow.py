@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from .data import normalize
 from .distributed import World
-from .hardware import ACC_BITS, ROWS
+from .hardware import ACC_BITS, DATAFLOWS, ROWS
 from .nn.layers import model_width, set_faults, stream_id
 from .nn.probe import forward_pass
 from .timing import LayerTiming, Pairs, TimingSpec
@@ -42,22 +42,33 @@ class Capture:
     (``forward_pass(..., capture=Capture(...))``).
 
     samples: pairs kept per layer; per_image: candidates drawn from each
-    image (rows m >= 1 of the image, any column and depth); acc_bits: W;
-    rows: the array height (MACs per K-tile); seed: with the layer and the
-    image's global index, what the candidates depend on. Which pairs are
-    kept depends on neither the batching nor the number of processes."""
+    image; acc_bits: W; rows: the array height (MACs per K-tile, 'ws');
+    dataflow: 'ws' (consecutive rows m-1, m of a column: rows m >= 1 of the
+    image, any column and depth) or 'os' (consecutive depths k-1, k of one
+    output, whose PE holds the sum of the whole K: any row and column, k >=
+    1); seed: with the layer and the image's global index, what the
+    candidates depend on. Which pairs are kept depends on neither the
+    batching nor the number of processes."""
 
     def __init__(self, samples: int = 4096, per_image: int = 256, acc_bits: int = ACC_BITS, rows: int = ROWS,
-                 seed: int = 0):
+                 seed: int = 0, dataflow: str = "ws"):
         if min(samples, per_image, rows) < 1:
             raise ValueError(f"Capture: samples, per_image and rows must be >= 1, got {samples}, "
                              f"{per_image}, {rows}")
+        if dataflow not in DATAFLOWS:
+            raise ValueError(f"Capture: dataflow must be one of {', '.join(DATAFLOWS)}, got {dataflow!r}")
         self.samples, self.per_image, self.acc_bits, self.rows, self.seed = samples, per_image, acc_bits, rows, seed
+        self.dataflow = dataflow
         self.kept: Dict[str, Tuple[torch.Tensor, List[torch.Tensor]]] = {}
 
     def __call__(self, layer: str, a: torch.Tensor, w: torch.Tensor, rows_per_image: int,
                  first_image: int) -> None:
         M, K = a.shape[1], a.shape[2]
+        if self.dataflow == "os":  # pairs within one output: K >= 2, any row of each image
+            if K >= 2:
+                for i in range(M // max(rows_per_image, 1)):
+                    self._sample_os(layer, a, w, i * rows_per_image, max(rows_per_image, 1), first_image + i)
+            return
         if K < 1 or M < 2:
             return
         if rows_per_image >= 2:
@@ -82,6 +93,24 @@ class Capture:
         found = [a[g, m - 1, k], a[g, m, k], w[g, k, n], partial(m - 1), partial(m), g, m, n, k]
         self.merge(layer, keys, [f.to(torch.int64).cpu() for f in found])
 
+    def _sample_os(self, layer, a, w, row0, rows_per_image, image):
+        """per_image candidates (g, m, n, k >= 1) from one image's rows: the
+        PE of output (m, n) goes from (a[m, k-1], w[k-1, n], s(k-2)) to
+        (a[m, k], w[k, n], s(k-1)), s(j) the W-bit sum of its first j + 1
+        products."""
+        G, K, N, S = a.shape[0], a.shape[2], w.shape[2], self.per_image
+        gen = torch.Generator().manual_seed(hash((self.seed, stream_id(layer), image)) & 0x7FFFFFFF)
+        keys = torch.rand(S, generator=gen, dtype=torch.float64)
+        g, m = torch.randint(0, G, (S,), generator=gen), row0 + torch.randint(0, rows_per_image, (S,), generator=gen)
+        n, k = torch.randint(0, N, (S,), generator=gen), torch.randint(1, K, (S,), generator=gen)
+        g, m, n, k = (t.to(a.device) for t in (g, m, n, k))
+        j = torch.arange(K, device=a.device)[None]
+        products = a[g[:, None], m[:, None], j].to(torch.int64) * w[g[:, None], j, n[:, None]].to(torch.int64)
+        mask = (1 << self.acc_bits) - 1
+        prefix = lambda upto: (products * (j < upto[:, None])).sum(1) & mask  # noqa: E731
+        found = [a[g, m, k - 1], a[g, m, k], w[g, k, n], prefix(k - 1), prefix(k), g, m, n, k, w[g, k - 1, n]]
+        self.merge(layer, keys, [f.to(torch.int64).cpu() for f in found])
+
     def merge(self, layer: str, keys: torch.Tensor, found: List[torch.Tensor]) -> None:
         """Adds candidates, keeping the ``samples`` with the smallest keys."""
         if layer in self.kept:
@@ -93,7 +122,8 @@ class Capture:
 
     def pairs(self) -> Dict[str, Pairs]:
         """Per layer (in the order first seen): the captured pairs."""
-        return {name: Pairs(*[f.numpy() for f in found[:5]]) for name, (_, found) in self.kept.items()}
+        return {name: Pairs(*[f.numpy() for f in found[:5]], prev_w=found[9].numpy() if len(found) > 9 else None)
+                for name, (_, found) in self.kept.items()}
 
     def where(self, layer: str) -> Dict[str, np.ndarray]:
         """Where each kept pair of ``layer`` was seen: group g, GEMM row m
@@ -125,12 +155,12 @@ def calibration_images(batches: Sequence, images: int, world: World = World(),
 @torch.no_grad()
 def capture_pairs(model: torch.nn.Module, images: torch.Tensor, device: str = "cpu", samples: int = 4096,
                   per_image: int = 256, acc_bits: int = ACC_BITS, rows: int = ROWS, seed: int = 0,
-                  progress: bool = False) -> Dict[str, Pairs]:
+                  progress: bool = False, dataflow: str = "ws") -> Dict[str, Pairs]:
     """Runs the fault-free model on ``images`` ([n, 3, H, W], n >= 2) and
     returns the operand pairs of every systolic layer (those it could pair)."""
     if len(images) < 2:
         raise ValueError(f"capture_pairs: at least 2 calibration images are needed, got {len(images)}")
-    capture = Capture(samples, per_image, acc_bits, rows, seed)
+    capture = Capture(samples, per_image, acc_bits, rows, seed, dataflow)
     set_faults(model, None)
     with tqdm(total=len(images), desc="capturing operand pairs", unit="img", disable=not progress,
               leave=False) as bar:
@@ -145,17 +175,17 @@ def capture_pairs(model: torch.nn.Module, images: torch.Tensor, device: str = "c
 
 
 def layer_timing(model: torch.nn.Module, images: torch.Tensor, spec: TimingSpec, device: str = "cpu",
-                 rows: int = ROWS, per_image: int = 256, progress: bool = False) -> LayerTiming:
+                 rows: int = ROWS, per_image: int = 256, progress: bool = False, dataflow: str = "ws") -> LayerTiming:
     """The event-driven model's per-layer histograms of a converted model:
     its operand pairs captured on ``images`` (:func:`capture_pairs`,
     ``spec.pairs_per_layer`` per layer) and simulated with ``spec``'s
     technology."""
     acc_bits = model_width(model)
     pairs = capture_pairs(model, images, device, spec.pairs_per_layer, per_image, acc_bits, rows, spec.options.seed,
-                          progress)
+                          progress, dataflow)
     return spec.layer_timing(pairs, acc_bits, {"kind": "captured", "images": len(images),
-                                               "pairs_per_layer": spec.pairs_per_layer,
-                                               "per_image": per_image, "rows": rows}, progress)
+                                               "pairs_per_layer": spec.pairs_per_layer, "per_image": per_image,
+                                               "rows": rows, "dataflow": dataflow}, progress)
 
 
 __all__ = ["Capture", "calibration_images", "capture_pairs", "layer_timing"]

@@ -3,6 +3,7 @@ fixed clock, with Razor protection and replays.
 
 E(V, mask) = MACs * e_mac(V) * (1 + r * n)          dynamic, the MACs done
            + P_leak(V) * (1 + r * n) * t            leakage of all R*C PEs
+           + hops * e_hop(V)                        data moved between PEs
            + replays * e_mac(V)                     each replay redoes a MAC
 with n the number of protected accumulator bits, r the Razor cost of one
 protected bit as a fraction of a PE's energy, t = (base + stall cycles) / f
@@ -12,6 +13,13 @@ each corrected error still redoes its MAC).
 - e_mac(V) = e_mac_nom * (V / V_nom)^2 (V_nom: the array's nominal supply,
   :class:`pyvs.hardware.ArrayConfig`; dynamic energy C V^2 per switching
   event; the activity is folded into e_mac_nom, an average per MAC).
+- hops: bits moved from a PE to its neighbour per inference
+  (:func:`gemm_bit_hops`), which the dataflow decides: weight-stationary,
+  every MAC passes its activation (8 bits) on and its partial sum (W bits)
+  down, and every tile loads R x C weights through the columns;
+  output-stationary, every MAC passes its activation and its weight (8 + 8
+  bits) on, and every tile shifts its R x C outputs (W bits) out. e_hop(V)
+  = e_bit_hop * (V / V_nom)^2.
 - P_leak(V) = P_leak_nom * (V / V_nom) * exp(-eta (V_nom - V) / (n_sub * kT/q)):
   subthreshold leakage current falls exponentially with V through DIBL
   (eta = DIBL coefficient), times V for power.
@@ -67,6 +75,13 @@ class EnergyParams:
             gating removes, 0..1 (0: no gating, the default; fine-grained
             gating of idle PEs removes most of it, e.g. 0.9). Busy PE-cycles
             (one per MAC) always leak; stall cycles count as idle.
+        e_bit_hop: energy of moving one bit from a PE to its neighbour at
+            V_nom, joules: 6 fJ, a register bit (2-3 fJ per clocked
+            flip-flop bit in 28-45 nm) plus a PE pitch of wire (about
+            0.1 pJ per bit per mm, Horowitz ISSCC 2014, over the 35 um
+            pitch of a 256 x 256 array in TPU v1's ~80 mm^2). An estimate
+            to a factor of two; it sets how much the dataflow's data
+            movement weighs (0 leaves only MACs and leakage).
     """
 
     e_mac_nom: float = 0.3e-12
@@ -76,6 +91,7 @@ class EnergyParams:
     kt_q: float = 0.02585
     razor_bit_fraction: float = 0.01
     power_gating: float = 0.0
+    e_bit_hop: float = 6e-15
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -97,17 +113,36 @@ class EnergyParams:
         return array.rows * array.cols * per_pe * self.leak_scale(volts, array)
 
 
+def gemm_bit_hops(M: int, K: int, N: int, groups: int, array: ArrayConfig, acc_bits: int) -> float:
+    """Bits moved between neighbouring PEs by one GEMM ([M, K] x [K, N] per
+    group): per MAC 8 + W ('ws': its activation on along the row, its
+    partial sum down the column) or 8 + 8 ('os': its activation on, its
+    weight down); and the words that enter or leave the PEs through the
+    columns, each shifted past half the rows it uses on average: 'ws' loads
+    every weight once (G * K * N bytes over (min(K, R) + 1) / 2 hops), 'os'
+    shifts every output out once (G * M * N W-bit words over
+    (min(M, R) + 1) / 2 hops)."""
+    macs = groups * M * K * N
+    R = array.rows
+    if array.dataflow == "ws":
+        return macs * (8 + acc_bits) + groups * K * N * 8 * (min(K, R) + 1) / 2
+    return macs * 16 + groups * M * N * acc_bits * (min(M, R) + 1) / 2
+
+
 def inference_energy(volts: float, macs: float, base_cycles: float, protected_bits: int = 0,
                      replays: float = 0.0, params: EnergyParams = EnergyParams(),
-                     array: ArrayConfig = ArrayConfig(), stall_cycles: Optional[float] = None) -> dict:
+                     array: ArrayConfig = ArrayConfig(), stall_cycles: Optional[float] = None,
+                     bit_hops: float = 0.0) -> dict:
     """Energy of one inference, joules, by component.
 
     Args: volts (V); macs (MACs per inference); base_cycles (cycles without
     replays); protected_bits (Razor-protected accumulator bits, 0..32);
     replays (corrected errors per inference); stall_cycles (cycles the array
     is held for them; default one stall of ``array.replay_cycles`` per
-    error, the upper bound). Returns a dict: dynamic, leakage, replay, razor (the part of dynamic and
-    leakage due to protection), total (J), and cycles."""
+    error, the upper bound); bit_hops (bits moved between PEs per inference,
+    :func:`gemm_bit_hops`). Returns a dict: dynamic, leakage, movement,
+    replay, razor (the part of dynamic and leakage due to protection),
+    total (J), and cycles."""
     number(volts, "volts", positive=True)
     integer(protected_bits, "protected_bits", 0, MAX_BITS)
     razor = params.razor_bit_fraction * protected_bits
@@ -118,11 +153,13 @@ def inference_energy(volts: float, macs: float, base_cycles: float, protected_bi
         pe_cycles = array.rows * array.cols * cycles
         leak *= 1.0 - params.power_gating * max(0.0, 1.0 - macs / pe_cycles) if pe_cycles else 1.0
     replay = replays * params.e_mac(volts, array)
+    movement = bit_hops * params.e_bit_hop * (volts / array.v_nominal) ** 2
     return {
         "dynamic": dyn * (1 + razor),
         "leakage": leak * (1 + razor),
+        "movement": movement,
         "replay": replay,
         "razor": (dyn + leak) * razor,
-        "total": (dyn + leak) * (1 + razor) + replay,
+        "total": (dyn + leak) * (1 + razor) + movement + replay,
         "cycles": cycles,
     }

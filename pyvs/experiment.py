@@ -91,7 +91,7 @@ class Experiment:
     @property
     def workload(self) -> Workload:
         if self._workload is None:
-            self._workload = Workload(self.golden.shapes, self.array, self.energy)
+            self._workload = Workload(self.golden.shapes, self.array, self.energy, self.acc_bits)
         return self._workload
 
     def key(self, volts: float, p_bits: Rates, mask: int, seed: int) -> tuple:
@@ -117,7 +117,7 @@ class Experiment:
                 raise ValueError(f"the timing model {self.timing.model!r} needs at least 2 images to capture "
                                  "operand pairs; use --timing-model event-uniform or static-uniform for one image")
             self._layer_timing = layer_timing(self.model, images, self.timing, self.device, self.array.rows,
-                                              progress=self.progress)
+                                              progress=self.progress, dataflow=self.array.dataflow)
         return self._layer_timing
 
     def error_table(self, voltages) -> ErrorTable:
@@ -163,7 +163,8 @@ class Experiment:
         if not bool((per_bit_max(p_bits) > 0).any()):
             # No bit can err: no event is drawn at all, the run IS the golden run.
             return self.golden.accuracy, Counts.none(self.acc_bits), 0.0
-        config = lambda p: FaultConfig(p, protect=mask, seed=seed, rows=self.array.rows)  # noqa: E731
+        config = lambda p: FaultConfig(p, protect=mask, seed=seed, rows=self.array.rows,  # noqa: E731
+                                       dataflow=self.array.dataflow)
         golden = self.golden
         set_faults(self.model, config(p_bits) if isinstance(p_bits, torch.Tensor)
                    else {name: config(p) for name, p in p_bits.items()})

@@ -18,24 +18,34 @@ COLS = 256         # PEs per row
 CLOCK_GHZ = 0.7    # GHz
 V_NOMINAL = 0.9    # V: the supply the design is signed off at, and the energy baseline
 ACC_BITS = 32      # accumulator width, bits
+DATAFLOWS = ("ws", "os")  # weight-stationary (the default, TPU v1's), output-stationary
 
 
 @dataclasses.dataclass(frozen=True)
 class ArrayConfig:
-    """A weight-stationary R x C systolic array.
+    """An R x C systolic array.
 
     Attributes:
-        rows, cols: PEs (R, C); rows is also the op's K-tile height.
+        dataflow: 'ws' (weight-stationary, the default): each PE holds a
+            weight; activations stream along the rows and partial sums down
+            the columns, so a partial sum accumulates one K-tile of R MACs
+            and the tiles add up below the array. 'os' (output-stationary):
+            each PE holds one output's accumulator; activations and weights
+            stream past it, and it adds one product per cycle over the
+            whole K in one W-bit register.
+        rows, cols: PEs (R, C); under 'ws' rows is also the op's K-tile height.
         freq_ghz: the clock, GHz.
         v_nominal: the nominal supply, V: where the timing model's clock is
             calibrated (the worst path plus the guard-band fills one period
             at the design clock) and against which energy savings are counted.
         replay_cycles: cycles the array stalls for one Razor replay.
-        overlap_weight_load: weights double-buffered (loads hidden).
+        overlap_weight_load: double-buffered tiles: the weight loads ('ws') or
+            the output drains ('os') are hidden.
         batch: images sharing each weight load in the latency and energy
             models (1: single-image latency).
     """
 
+    dataflow: str = "ws"
     rows: int = ROWS
     cols: int = COLS
     freq_ghz: float = CLOCK_GHZ
@@ -45,6 +55,8 @@ class ArrayConfig:
     batch: int = 1
 
     def __post_init__(self):
+        if self.dataflow not in DATAFLOWS:
+            raise ValueError(f"ArrayConfig.dataflow must be one of {', '.join(DATAFLOWS)}, got {self.dataflow!r}")
         for name in ("rows", "cols", "replay_cycles", "batch"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int):
@@ -61,8 +73,13 @@ class ArrayConfig:
         if self.batch < 1:
             raise ValueError(f"batch must be >= 1, got {self.batch}")
 
+    def tile_rows(self, k: int) -> int:
+        """MACs per partial sum for a reduction of length k: the array's
+        height under 'ws', the whole k under 'os' (one accumulation)."""
+        return self.rows if self.dataflow == "ws" else max(int(k), 1)
+
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
-__all__ = ["ArrayConfig", "ROWS", "COLS", "CLOCK_GHZ", "V_NOMINAL", "ACC_BITS"]
+__all__ = ["ArrayConfig", "ROWS", "COLS", "CLOCK_GHZ", "V_NOMINAL", "ACC_BITS", "DATAFLOWS"]

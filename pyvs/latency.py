@@ -1,5 +1,6 @@
-"""Cycle counts of a weight-stationary R x C systolic array, and the latency
-of Razor replays.
+"""Cycle counts of an R x C systolic array, weight-stationary (the default)
+or output-stationary (:func:`gemm_cycles`), and the latency of Razor
+replays.
 
 The array (:class:`pyvs.hardware.ArrayConfig`; TPU v1-like, default 256 x
 256 at 0.7 GHz) holds a R x C tile of
@@ -14,6 +15,12 @@ reduction length K and N columns (per group) is run tile by tile:
   overlapped with compute unless ``overlap_weight_load``), M cycles to stream
   the activation rows, and R + C - 2 cycles of fill and drain (the skew of the
   wavefront across rows and columns);
+- output-stationary (``ArrayConfig(dataflow='os')``): each PE holds one
+  output; a tile of R output rows by C output columns streams its K
+  products (one k per cycle, activations from the left, weights from the
+  top), fills and drains (R + C - 2), and shifts its outputs out (R cycles
+  unless double-buffered); groups never share a tile, since a row carries
+  one activation stream (a depthwise conv fills one column of C);
 - ``batch`` images share each weight load: a tile streams batch * M rows,
   and the per-image cycles are the batch's cycles / batch (batch 1, the
   default, is single-image latency);
@@ -44,18 +51,36 @@ from typing import Dict, Tuple
 from .hardware import ArrayConfig
 
 
-def gemm_cycles(M: int, K: int, N: int, groups: int = 1, array: ArrayConfig = ArrayConfig()) -> int:
-    """Cycles of one GEMM ([M, K] x [K, N], per group, ``groups`` groups) on the array."""
+def tiles(M: int, K: int, N: int, groups: int = 1, array: ArrayConfig = ArrayConfig()) -> int:
+    """How many array tiles one GEMM ([M, K] x [K, N] per group, ``groups``
+    groups) takes. 'ws': ceil(K / R) * ceil(N / C) weight tiles per group,
+    small groups packed block-diagonally, g_pack = min(R // K, C // N) per
+    tile. 'os': ceil(M / R) * ceil(N / C) output tiles per group; a row
+    carries one activation stream, so groups never share a tile (a
+    depthwise conv, N = 1, fills one column of C)."""
     R, C = array.rows, array.cols
     if min(M, K, N, groups) < 0:
         raise ValueError("GEMM sizes must be non-negative")
     if M == 0 or K == 0 or N == 0 or groups == 0:
         return 0
+    if array.dataflow == "os":
+        return groups * math.ceil(M / R) * math.ceil(N / C)
     pack = max(1, min(R // K, C // N)) if (K <= R and N <= C) else 1
-    group_tiles = math.ceil(groups / pack)
-    tiles = group_tiles * math.ceil(K / R) * math.ceil(N / C)
-    load = 0 if array.overlap_weight_load else R
-    return tiles * (load + M + R + C - 2)
+    return math.ceil(groups / pack) * math.ceil(K / R) * math.ceil(N / C)
+
+
+def gemm_cycles(M: int, K: int, N: int, groups: int = 1, array: ArrayConfig = ArrayConfig()) -> int:
+    """Cycles of one GEMM ([M, K] x [K, N], per group, ``groups`` groups) on
+    the array. 'ws': a tile loads its weights (R cycles, hidden when
+    ``overlap_weight_load``), streams the M activation rows, and fills and
+    drains (R + C - 2). 'os': a tile streams the K products of its outputs,
+    fills and drains (R + C - 2), and shifts its outputs out (R cycles,
+    hidden when double-buffered: ``overlap_weight_load``)."""
+    R, C = array.rows, array.cols
+    n = tiles(M, K, N, groups, array)
+    hidden = 0 if array.overlap_weight_load else R
+    stream = K if array.dataflow == "os" else M
+    return n * (hidden + stream + R + C - 2)
 
 
 def model_cycles(shapes: Dict[str, Tuple[int, int, int, int]], array: ArrayConfig = ArrayConfig()

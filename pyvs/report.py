@@ -70,7 +70,7 @@ def verdict_line(rows: List[PointResult], budget: Budget = Budget()) -> str:
 def markdown_table(rows: List[PointResult], meta: dict, budget: Budget = Budget()) -> str:
     lines = ["| V | strategy | protected bits | top-1 (%) [95 % CI] | golden agreement (%) | "
              "corrected / image | injected / image | latency overhead | energy saving | "
-             "energy, uJ: dynamic / leakage / Razor | flags |",
+             "energy, uJ: dynamic / leakage / movement / Razor | flags |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in sorted(rows, key=lambda r: (-r.voltage, r.strategy, r.seed)):
         a, c, k = r.accuracy, r.counts, r.costs
@@ -79,7 +79,8 @@ def markdown_table(rows: List[PointResult], meta: dict, budget: Budget = Budget(
             f"[{100 * a.top1_lo:.1f}, {100 * a.top1_hi:.1f}] | {100 * a.agree:.1f} | "
             f"{c.corrected_per_image:.3g} | {c.injected_per_image:.3g} | "
             f"{100 * k.latency_overhead:.3g} % | {100 * k.energy_saving:.1f} % | "
-            f"{1e6 * k.energy_dynamic_j:.3g} / {1e6 * k.energy_leakage_j:.3g} / {1e6 * k.energy_razor_j:.3g} | "
+            f"{1e6 * k.energy_dynamic_j:.3g} / {1e6 * k.energy_leakage_j:.3g} / {1e6 * k.energy_movement_j:.3g} / "
+            f"{1e6 * k.energy_razor_j:.3g} | "
             f"{flags(r, budget)} |")
     return _head(meta, budget) + "\n\n" + "\n".join(lines) + "\n\n" + verdict_line(rows, budget) + "\n"
 
@@ -88,8 +89,10 @@ def _head(meta: dict, budget: Budget) -> str:
     clean = meta.get("clean", {})
     nominal = meta.get("array", {}).get("v_nominal", V_NOMINAL)
     timing = meta.get("timing", {}).get("model") or meta.get("timing_model", "?")
+    timing += f"; {meta.get('array', {}).get('dataflow', 'ws')} dataflow"
     base = meta.get("baseline_energy", {})
-    energy = (f"; of that {100 * base['dynamic_j'] / base['total_j']:.0f} % dynamic and "
+    energy = (f"; of that {100 * base['dynamic_j'] / base['total_j']:.0f} % dynamic, "
+              f"{100 * base.get('movement_j', 0.0) / base['total_j']:.0f} % data movement between PEs and "
               f"{100 * base['leakage_j'] / base['total_j']:.0f} % leakage: the array is "
               f"{100 * meta.get('utilization', float('nan')):.2g} % busy" if base else "")
     return (f"Fault-free: top-1 {100 * clean.get('top1', float('nan')):.1f} % on "

@@ -111,10 +111,11 @@ FIELDS = ["voltage", "strategy", "seed", "protect", "protected_bits",
           "top1_loss", "agree_loss", "injected", "corrected", "injected_per_image", "corrected_per_image",
           "corrected_per_layer", "latency_overhead", "latency_overhead_bound", "energy_j", "energy_saving",
           "energy_dynamic_j", "energy_leakage_j", "energy_razor_j", "energy_replay_j", "max_p",
-          "injected_per_bit", "corrected_per_bit", "evaluations", "seconds", "injected_per_layer"]
+          "injected_per_bit", "corrected_per_bit", "evaluations", "seconds", "injected_per_layer",
+          "energy_movement_j"]
 # Columns added after the first results folders were made, and what rows
 # read from such a folder get instead.
-LATER = {"injected_per_layer": {}}
+LATER = {"injected_per_layer": {}, "energy_movement_j": 0.0}
 _TYPES = {f.name: f.type for cls in (PointResult, *_PARTS.values()) for f in dataclasses.fields(cls)
           if f.name not in _PARTS}
 assert sorted(FIELDS) == sorted(_TYPES), "FIELDS must name every field of a result row once"
@@ -200,7 +201,8 @@ def _rows_from_json(path: str) -> List[PointResult]:
 def _rows_from_csv(path: str) -> List[PointResult]:
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
-        if reader.fieldnames not in (FIELDS, [k for k in FIELDS if k not in LATER]):
+        if not reader.fieldnames or set(FIELDS) - set(LATER) - set(reader.fieldnames) or \
+                set(reader.fieldnames) - set(FIELDS) or reader.fieldnames != [k for k in FIELDS if k in reader.fieldnames]:
             raise ValueError("its columns are not those of a result row")
         return [PointResult.from_csv(d) for d in reader]
 

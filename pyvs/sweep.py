@@ -269,6 +269,6 @@ def rescore(out_dir: str, array: ArrayConfig, energy: EnergyParams = EnergyParam
     rows, _, meta = load_results(out_dir)
     if not rows or "layers" not in meta:
         raise ValueError(f"{out_dir!r} holds no finished sweep")
-    work = Workload({n: tuple(s) for n, s in meta["layers"].items()}, array, energy)
+    work = Workload({n: tuple(s) for n, s in meta["layers"].items()}, array, energy, meta.get("acc_bits", 32))
     return [dataclasses.replace(r, costs=work.costs(r.voltage, r.protected_bits, r.counts.corrected_per_layer))
             for r in rows]

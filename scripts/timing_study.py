@@ -56,6 +56,7 @@ def main():
     ap.add_argument("--weights", default=None)
     ap.add_argument("--calibration-images", type=int, default=32)
     ap.add_argument("--pairs-per-layer", type=int, default=4096)
+    ap.add_argument("--dataflow", default="ws", choices=["ws", "os"], help="the array's dataflow (default: ws)")
     ap.add_argument("--out", default="timing_study", help="output prefix (.json, .png)")
     args = ap.parse_args()
 
@@ -70,7 +71,7 @@ def main():
     spec = timing.TimingSpec.named("event", pairs_per_layer=args.pairs_per_layer)
     array = ArrayConfig()
     t0 = time.perf_counter()
-    lt = layer_timing(model, images, spec)
+    lt = layer_timing(model, images, spec, dataflow=args.dataflow)
     t_all = time.perf_counter() - t0
     n_pairs = sum(lt.provenance["pairs"].values())
     wrong, late = lt.tables(VOLTS, array), lt.tables(VOLTS, array, late=True)
@@ -83,7 +84,8 @@ def main():
     uni_w, uni_l = event.probabilities(h, VOLTS, array)
     static = timing.error_probabilities(VOLTS, model="static").numpy()
 
-    doc = {"volts": VOLTS, "calibration_images": len(images), "pairs": n_pairs, "capture_and_simulate_s": t_all,
+    doc = {"volts": VOLTS, "dataflow": args.dataflow, "calibration_images": len(images), "pairs": n_pairs,
+           "capture_and_simulate_s": t_all,
            "uniform_pairs_per_minute": speed, "kinds": kinds,
            "real_wrong": real_w.tolist(), "real_late": real_l.tolist(), "uniform_wrong": uni_w.tolist(),
            "uniform_late": uni_l.tolist(), "static_late": static.tolist(),

@@ -89,6 +89,7 @@ MODEL_BAD = [
     (["--freq", "0"], "must be positive"),
     (["--vth", "2"], "nominal supply 0.9 V is outside the timing model's range (Vth = 2.0"),
     (["--v-nominal", "-1"], "--v-nominal (V) must be positive"),
+    (["--dataflow", "rs"], "--dataflow 'rs' is not one of ws, os"),
     (["--cols", "0"], "--cols must be"),
     (["--weights", "/nonexistent.pth"], "does not exist"),
     (["--timing-model", "magic"], "is not one of event, event-uniform, static-uniform"),

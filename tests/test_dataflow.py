@@ -141,3 +141,42 @@ def test_bad_calibration_is_a_value_error(call, match):
     _, images, q = tiny()
     with pytest.raises(ValueError, match=match):
         call(q, images)
+
+
+# ---- output-stationary ----------------------------------------------------------------
+
+def _prefix(a, w, g, m, n, k):
+    """s(k - 1) of an output-stationary PE: the first k products of output (m, n), W bits."""
+    return sum(int(a[g, m, j]) * int(w[g, j, n]) for j in range(k)) % (1 << W)
+
+
+@pytest.mark.parametrize("rows_per_image", [5, 1])
+def test_output_stationary_pairs_are_what_the_pe_sees(rows_per_image):
+    # In an OS array one PE runs one output's whole K: consecutive cycles
+    # are consecutive k of that output, and the weight changes too.
+    a, w = _gemm(K=37)
+    cap = Capture(samples=300, per_image=64, acc_bits=W, seed=3, dataflow="os")
+    cap("layer", a, w, rows_per_image, first_image=2)
+    p, where = cap.pairs()["layer"], cap.where("layer")
+    assert len(p) == min(300, 64 * (10 // rows_per_image))
+    assert not np.array_equal(p.prev_w, p.w)  # the weight moves in OS
+    for i in range(len(p)):
+        g, m, n, k = (int(where[c][i]) for c in "gmnk")
+        assert k >= 1
+        assert p.prev_a[i] == a[g, m, k - 1] and p.a[i] == a[g, m, k]
+        assert p.prev_w[i] == w[g, k - 1, n] and p.w[i] == w[g, k, n]
+        assert p.prev_x[i] == _prefix(a, w, g, m, n, k - 1) and p.x[i] == _prefix(a, w, g, m, n, k)
+
+
+def test_output_stationary_tables_come_from_their_own_pairs():
+    _, images, q = tiny()
+    tables = {}
+    for df in ("ws", "os"):
+        spec = TimingSpec.named("event", calibration_images=8, pairs_per_layer=512)
+        exp = Experiment(q, batched(images, 8), array=ArrayConfig(rows=16, dataflow=df), timing=spec, progress=False)
+        t = exp.error_table([0.45, 0.5])
+        assert t.params["operands"]["dataflow"] == df
+        tables[df] = t
+    assert tables["ws"].layers != tables["os"].layers
+    with pytest.raises(ValueError, match="dataflow must be one of ws, os"):
+        Capture(dataflow="rs")

@@ -253,8 +253,8 @@ def test_table_loader_bad_input_is_a_clear_error(tmp_path_factory, key, value, d
 VALUES = st.sampled_from(["0", "1", "-1", "0.5", "1.5", "nan", "inf", "-inf", "1e-9", "abc", "", "0x10",
                           "2", "8", "33", "1e30", "0.53", "0.9,0.53", "none,auto", "0,1.5", "msb40", "cpu",
                           "gpu", "cuda", "/nonexistent", "x.bmp", "256", "event", "static-uniform", "resnet18",
-                          "mobilenet_v2_int8", "nope"])
-HARDWARE = ["--freq", "--v-nominal", "--rows", "--cols", "--acc-bits", "--replay-cycles", "--array-batch"]
+                          "mobilenet_v2_int8", "nope", "ws", "os"])
+HARDWARE = ["--freq", "--v-nominal", "--rows", "--cols", "--acc-bits", "--replay-cycles", "--array-batch", "--dataflow"]
 TIMING = ["--timing-model", "--guard-band", "--vth", "--alpha", "--sigma-gate", "--calibration-images",
           "--pairs-per-layer"]
 DATA_OPTIONS = ["--weights", "--limit", "--batch-size", "--threads", "--device", "--model", "--ptq-images",

@@ -83,3 +83,35 @@ def test_stalls_count_the_cycles_errors_fall_in(errors):
     assert abs(float(hit.mean()) - exact) < 5 * sd + 1e-9
     assert stalls(C, errors) == pytest.approx(exact, rel=1 / C)
     assert stalls(C, errors, coalesce=False) == errors and stalls(C, errors) <= errors
+
+
+def os_cycles_by_simulation(M, K, N, G, R, C, drain=True):
+    """Output-stationary, counted tile by tile: every group's outputs cut into
+    R x C blocks; a block streams K products, skews in and out (R + C - 2),
+    and shifts its R rows of outputs out."""
+    total = 0
+    for _ in range(G):
+        for m0 in range(0, M, R):
+            for n0 in range(0, N, C):
+                total += K + (R - 1) + (C - 1) + (R if drain else 0)
+    return total
+
+
+@pytest.mark.parametrize("M,K,N,G,R,C", [(10, 6, 5, 1, 4, 4), (12544, 27, 32, 1, 256, 256),
+                                         (3136, 9, 1, 144, 256, 256), (49, 1280, 1000, 1, 256, 256),
+                                         (7, 300, 3, 5, 16, 8)])
+def test_output_stationary_cycles_by_hand(M, K, N, G, R, C):
+    a = ArrayConfig(rows=R, cols=C, dataflow="os")
+    assert gemm_cycles(M, K, N, G, a) == os_cycles_by_simulation(M, K, N, G, R, C)
+    b = ArrayConfig(rows=R, cols=C, dataflow="os", overlap_weight_load=True)
+    assert gemm_cycles(M, K, N, G, b) == os_cycles_by_simulation(M, K, N, G, R, C, drain=False)
+
+
+def test_data_movement_by_hand():
+    from pyvs.energy import gemm_bit_hops
+    ws, os_ = ArrayConfig(rows=4, cols=4), ArrayConfig(rows=4, cols=4, dataflow="os")
+    # [10, 6] x [6, 5]: 300 MACs. WS: 8 + 32 bits each, and 30 weights of 8
+    # bits shifted past (4 + 1) / 2 rows; OS: 8 + 8 bits each, and 50 outputs
+    # of 32 bits shifted past (4 + 1) / 2 rows.
+    assert gemm_bit_hops(10, 6, 5, 1, ws, 32) == 300 * 40 + 30 * 8 * 2.5
+    assert gemm_bit_hops(10, 6, 5, 1, os_, 32) == 300 * 16 + 50 * 32 * 2.5

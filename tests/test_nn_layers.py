@@ -188,3 +188,34 @@ def test_layers_hand_the_op_column_major_views_of_their_weights():
             G, K, N = w.shape
             assert w.stride() == (K * N, 1, K), name
             assert w.data_ptr() == layer.weight_q.data_ptr(), name
+
+
+def test_output_stationary_layers_accumulate_the_whole_k_in_one_register():
+    # 'os' is one partial sum over all of K in one W-bit register: the op
+    # with a tile as long as K; the errors stay those of the same MACs (the
+    # events do not depend on the tiles), what they do to the sum does not.
+    from pyvs import systolic_matmul
+    _, images, q = tiny()
+    layer = dict(systolic_layers(q))["pw"]
+    p = torch.full((layer.acc_bits,), 2e-3, dtype=torch.float64)
+    x = torch.randn(2, layer.in_channels, 5, 5)
+    outs = {}
+    for df in ("ws", "os"):
+        layer.set_fault(FaultConfig(p, seed=4, rows=4, dataflow=df))
+        probe = Probe()
+        with forward_pass(0, probe), torch.no_grad():
+            outs[df] = layer(x)
+        outs[df + "-counts"] = probe.counts()["pw"]
+    assert torch.equal(outs["ws-counts"], outs["os-counts"])  # same events
+    assert not torch.equal(outs["ws"], outs["os"])  # a flip lands in another partial sum
+    # and the os output is the op with one tile of K
+    a = layer.im2col(layer_q(layer, x), 5, 5)
+    want, _ = systolic_matmul(a[0], layer.gemm_weights()[0], p, seed=4, layer=layer.stream, rows=a.shape[2])
+    assert torch.equal(outs["os"], layer.finish(want).view(2, 5, 5, -1).permute(0, 3, 1, 2))
+    with pytest.raises(ValueError, match="dataflow must be one of ws, os"):
+        FaultConfig(p, dataflow="rs")
+
+
+def layer_q(layer, x):
+    from pyvs.ops import quantize
+    return quantize(x, layer.in_scale, layer.in_zero_point, layer.in_dtype)

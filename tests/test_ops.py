@@ -48,6 +48,26 @@ def test_cpu_matches_reference(shape, rows, regime):
     assert_all_impls_match(a, w, p, ref, **args)
 
 
+@pytest.mark.parametrize("regime", ["tiny", "mixed"])
+@pytest.mark.parametrize("W", [32, 16])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_output_stationary_is_one_tile_of_k_on_every_path(shape, W, regime):
+    # An output-stationary PE adds all K products in one W-bit register:
+    # the op with rows = K. Every path equals the reference, and splitting
+    # the rows (row_offset) changes nothing.
+    M, K, N = shape
+    gen = torch.Generator().manual_seed(hash((shape, W, regime, "os")) % 2**31)
+    a, w = rand_int8((M, K), gen, torch.uint8), rand_int8((K, N), gen)
+    p, protect = p_regime(regime, W)
+    args = dict(protect=protect & ((1 << W) - 1), seed=99, layer=5, rows=max(K, 1))
+    ref = R.systolic_matmul(a, w, p, **args)
+    assert_all_impls_match(a, w, p, ref, **args)
+    cut = M // 2
+    top = pyvs.systolic_matmul(a[:cut], w, p, row_offset=0, **args)
+    bottom = pyvs.systolic_matmul(a[cut:], w, p, row_offset=cut, **args)
+    assert torch.equal(torch.cat([top[0], bottom[0]]), ref[0]) and torch.equal(top[1] + bottom[1], ref[1])
+
+
 @pytest.mark.parametrize("W", [8, 13, 20])
 @pytest.mark.parametrize("rows", [1, 100, 300])
 def test_narrow_accumulators_match_reference(W, rows):

@@ -91,7 +91,8 @@ def test_a_row_is_its_typed_parts_and_files_hold_it_flat():
     assert list(flat) == FIELDS and PointResult.from_dict(flat) == r
     # The columns are those results.csv has always had (a folder from before the parts still reads).
     assert FIELDS[:6] == ["voltage", "strategy", "seed", "protect", "protected_bits", "n"]
-    assert FIELDS[-5:] == ["injected_per_bit", "corrected_per_bit", "evaluations", "seconds", "injected_per_layer"]
+    assert FIELDS[-6:] == ["injected_per_bit", "corrected_per_bit", "evaluations", "seconds", "injected_per_layer",
+                           "energy_movement_j"]
 
 
 def test_a_folder_made_before_the_per_layer_injected_column_still_reads(tmp_path):

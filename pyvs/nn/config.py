@@ -10,7 +10,7 @@ import torch
 
 from ..accumulator import check_mask, check_width
 from ..checks import integer
-from ..hardware import ROWS
+from ..hardware import DATAFLOWS, ROWS
 from ..ops import IMPLS, seed64
 
 
@@ -25,8 +25,12 @@ class FaultConfig:
         protect: bit mask of the accumulator bits with Razor correction.
         seed: 64-bit seed; with the layer's stream id and the global row it
             fixes every event.
-        rows: systolic array height, MACs per K-tile (default 256). An
-            experiment sets it from its :class:`pyvs.hardware.ArrayConfig`.
+        rows: systolic array height, MACs per K-tile under 'ws' (default
+            256). An experiment sets it from its
+            :class:`pyvs.hardware.ArrayConfig`, as it does
+        dataflow: 'ws' (a partial sum accumulates a K-tile of ``rows``
+            MACs) or 'os' (one accumulation over the whole K, in one W-bit
+            register); see :class:`pyvs.hardware.ArrayConfig`.
         impl: how the op computes it, never what ("auto", "fast" or
             "simple"; see :func:`pyvs.ops.systolic_matmul`).
     """
@@ -36,6 +40,7 @@ class FaultConfig:
     seed: int = 0
     rows: int = ROWS
     impl: str = "auto"
+    dataflow: str = "ws"
 
     def __post_init__(self):
         if self.p_bits is not None:
@@ -48,6 +53,12 @@ class FaultConfig:
         self.rows = integer(self.rows, "FaultConfig: rows", 1)
         if self.impl not in IMPLS:
             raise ValueError(f"FaultConfig: impl must be 'auto', 'fast' or 'simple', got {self.impl!r}")
+        if self.dataflow not in DATAFLOWS:
+            raise ValueError(f"FaultConfig: dataflow must be one of {', '.join(DATAFLOWS)}, got {self.dataflow!r}")
+
+    def tile_rows(self, k: int) -> int:
+        """MACs per partial sum for a reduction of length k (the op's rows)."""
+        return self.rows if self.dataflow == "ws" else max(int(k), 1)
 
     @property
     def acc_bits(self) -> Optional[int]:

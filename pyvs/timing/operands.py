@@ -114,8 +114,9 @@ def operands(spec: Optional[object]):
 class Pairs:
     """What a PE sees in two consecutive cycles, for N samples (int64
     arrays [N]): its activation register holds prev_a, then a (the op's
-    activations: uint8 0..255 or int8 -128..127), its stationary weight w
-    (int8), and its partial-sum input holds prev_x, then x (W-bit patterns,
+    activations: uint8 0..255 or int8 -128..127), its weight prev_w, then w
+    (int8; prev_w None: the weight stays, as in a weight-stationary array),
+    and its partial-sum input holds prev_x, then x (W-bit patterns,
     0 .. 2^W - 1)."""
 
     prev_a: np.ndarray
@@ -123,8 +124,11 @@ class Pairs:
     w: np.ndarray
     prev_x: np.ndarray
     x: np.ndarray
+    prev_w: Optional[np.ndarray] = None
 
     def __post_init__(self):
+        if self.prev_w is None:
+            self.prev_w = self.w
         arrays = [np.asarray(getattr(self, f.name)) for f in dataclasses.fields(self)]
         n = len(arrays[0])
         if n == 0 or any(v.ndim != 1 or len(v) != n for v in arrays):
@@ -136,7 +140,7 @@ class Pairs:
             v = getattr(self, name)
             if v.min() < -128 or v.max() > 255:
                 raise ValueError(f"operand pairs: {name} must hold uint8 or int8 values, got {v.min()}..{v.max()}")
-        if self.w.min() < -128 or self.w.max() > 127:
+        if min(self.w.min(), self.prev_w.min()) < -128 or max(self.w.max(), self.prev_w.max()) > 127:
             raise ValueError("operand pairs: w must hold int8 values")
 
     def __len__(self) -> int:
@@ -151,7 +155,7 @@ class Pairs:
     def batch(self, lo: int, hi: int):
         """(previous inputs, current inputs) of samples lo .. hi - 1, as the
         simulator takes them."""
-        return ({"a": self.prev_a[lo:hi], "w": self.w[lo:hi], "x": self.prev_x[lo:hi]},
+        return ({"a": self.prev_a[lo:hi], "w": self.prev_w[lo:hi], "x": self.prev_x[lo:hi]},
                 {"a": self.a[lo:hi], "w": self.w[lo:hi], "x": self.x[lo:hi]})
 
     @classmethod
