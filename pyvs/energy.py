@@ -29,7 +29,7 @@ each corrected error still redoes its MAC).
   (``power_gating``: the fraction of an idle PE's leakage gating removes;
   0 by default, an ungated array). The utilization matters: MobileNetV2
   keeps a 256 x 256 array about 1 % busy (301 M MACs in 445 k cycles of
-  65 536 PEs), so without gating leakage is about 96 % of its energy at
+  65 536 PEs), so without gating leakage is about 92 % of its energy at
   0.9 V and the energy saving of a lower supply is set mostly by the
   leakage model, not by C V^2.
 

@@ -2,7 +2,10 @@
 with no / auto / all protection, golden agreement, auto's protected bits,
 replays, latency overhead (errors of one cycle sharing a stall, and one
 stall per error) and energy saving, beside the paper's headline numbers.
-Given several folders (e.g. two timing models on the same images), one
+Latency and energy are recomputed (pyvs.sweep.rescore) with the folder's own
+array and energy parameters; fields a folder predates (e.g. the dataflow and
+the data-movement energy, added 2026-11) take today's defaults, so older
+folders read in today's models. Given several folders (e.g. two timing models on the same images), one
 table puts their 'none' and 'auto' points side by side.
 
     python scripts/paper_table.py results/event1000 [--array-batch 200]
@@ -11,6 +14,7 @@ table puts their 'none' and 'auto' points side by side.
 import argparse
 
 from pyvs.accumulator import describe_mask
+from pyvs.energy import EnergyParams
 from pyvs.hardware import ArrayConfig
 from pyvs.results import load_results
 from pyvs.sweep import rescore
@@ -19,9 +23,9 @@ PAPER = "| **paper**, 0.9 → 0.5 V (ImageNet val) |"
 
 
 def _points(folder, array_batch):
-    rows, _, meta = load_results(folder)
-    if array_batch != 1:
-        rows = rescore(folder, ArrayConfig(batch=array_batch))
+    _, _, meta = load_results(folder)
+    array = ArrayConfig(**{**meta["array"], "batch": array_batch})
+    rows = rescore(folder, array, EnergyParams(**meta["energy"]))
     return {(r.voltage, r.strategy): r for r in rows if r.seed == 0}, meta
 
 

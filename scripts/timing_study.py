@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 
 from pyvs import data, models, timing  # noqa: E402
 from pyvs.costs import Workload  # noqa: E402
-from pyvs.dataflow import calibration_images, layer_timing  # noqa: E402
+from pyvs.dataflow import calibration_images, capture_pairs, layer_timing  # noqa: E402
 from pyvs.evaluate import evaluate  # noqa: E402
 from pyvs.hardware import ArrayConfig  # noqa: E402
 from pyvs.nn import convert  # noqa: E402
@@ -31,6 +31,26 @@ from pyvs.timing.operands import uniform_pairs  # noqa: E402
 VOLTS = [round(0.40 + 0.005 * i, 3) for i in range(101)]  # 0.40 .. 0.90 V
 SHOW = [0.50, 0.51, 0.52, 0.53, 0.55]
 ONSET = 1e-9  # P(wrong) per MAC of a layer's most erring bit that counts as "errs"
+TOP_BITS = (31, 30, 29)
+
+
+def toggles(pairs, macs, acc_bits: int = 32) -> dict:
+    """What changes between a PE's two cycles, MAC-weighted over the layers:
+    the weight, the activation, the product, and each of the top sum bits
+    (the accumulator's output s = x + a*w mod 2^W): why one dataflow's top
+    bits err more than another's."""
+    mask = (1 << acc_bits) - 1
+    total = sum(macs[n] for n in pairs)
+    out = {"weight": 0.0, "activation": 0.0, "product": 0.0, **{f"sum_bit_{b}": 0.0 for b in TOP_BITS}}
+    for name, p in pairs.items():
+        share = macs[name] / total
+        prev_s, s = (p.prev_x + p.prev_a * p.prev_w) & mask, (p.x + p.a * p.w) & mask
+        out["weight"] += share * np.mean(p.prev_w != p.w)
+        out["activation"] += share * np.mean(p.prev_a != p.a)
+        out["product"] += share * np.mean(p.prev_a * p.prev_w != p.a * p.w)
+        for b in TOP_BITS:
+            out[f"sum_bit_{b}"] += share * np.mean(((prev_s ^ s) >> b) & 1)
+    return {k: float(v) for k, v in out.items()}
 
 
 def kind(layer, first: bool) -> str:
@@ -74,6 +94,8 @@ def main():
     lt = layer_timing(model, images, spec, dataflow=args.dataflow)
     t_all = time.perf_counter() - t0
     n_pairs = sum(lt.provenance["pairs"].values())
+    pairs = capture_pairs(model, images, samples=args.pairs_per_layer, seed=spec.options.seed,
+                          dataflow=args.dataflow)
     wrong, late = lt.tables(VOLTS, array), lt.tables(VOLTS, array, late=True)
     real_w, real_l = mac_weighted(wrong, macs), mac_weighted(late, macs)
 
@@ -89,7 +111,7 @@ def main():
            "uniform_pairs_per_minute": speed, "kinds": kinds,
            "real_wrong": real_w.tolist(), "real_late": real_l.tolist(), "uniform_wrong": uni_w.tolist(),
            "uniform_late": uni_l.tolist(), "static_late": static.tolist(),
-           "onset": {n: onset(wrong[n], VOLTS) for n in wrong}}
+           "onset": {n: onset(wrong[n], VOLTS) for n in wrong}, "toggles": toggles(pairs, macs)}
     with open(args.out + ".json", "w") as f:
         json.dump(doc, f, indent=1)
     _print(doc, macs)
@@ -119,6 +141,8 @@ def _print(doc, macs):
         on = np.array(on)
         print(f"| {k} | {len(on)} | {np.nanmax(on):.3f} V | {np.nanmedian(on):.3f} V | {np.nanmin(on):.3f} V | "
               f"{100 * share:.1f} % |")
+    print("\nwhat changes between a PE's two cycles (MAC-weighted): " +
+          ", ".join(f"{k} {v:.3g}" for k, v in doc["toggles"].items()))
     for name in ("real_wrong", "uniform_wrong", "static_late"):
         print(f"model onset ({name}): {onset(np.array(doc[name]), v):.3f} V")
 
