@@ -11,10 +11,17 @@
 //     for k in the tile, in order:
 //       s = wrap_W(s + a[m,k] * w[k,n])
 //       each bit b of s independently suffers a timing error with
-//       probability p[b]:
-//         protected b -> detected and corrected (s unchanged, a replay)
-//         otherwise   -> bit b of s flips
+//       probability p[b]; what the erring bits E do:
+//         replay (drop = false):
+//           protected b in E -> detected and corrected (bit b right, a replay)
+//           other b in E     -> bit b of s flips
+//         drop (drop = true, TE-Drop):
+//           some protected b in E -> the update is dropped: s keeps its value
+//                                    from before this MAC (no flip lands)
+//           none protected        -> the bits of E flip, as above
 //     out[m,n] += sign_extend_W(s)              (int32, wraps mod 2^32)
+//   Counts per bit: injected = flips that land; corrected = protected bits
+//   in E (replays, or the erring bits of a dropped MAC's protected bits).
 //
 // How the events are drawn (never one random number per MAC and bit):
 //   q = P(at least one bit errs at a MAC) = 1 - prod_b (1 - p[b]).
@@ -215,9 +222,16 @@ PYVS_HD int lowest_bit(uint32_t x) {
 #endif
 }
 
-// Counts every event bit of one MAC: corrected if protected, else injected.
+// Whether a MAC whose erring bits are `bits` is dropped (TE-Drop).
+PYVS_HD bool dropped(uint32_t bits, uint32_t protect, bool drop) {
+  return drop && (bits & protect) != 0u;
+}
+
+// Counts the event bits of one MAC: corrected if protected, else injected,
+// except that a dropped MAC's unprotected bits land nowhere and count not.
 template <typename Counter>
-PYVS_HD void count_events(uint32_t bits, uint32_t protect, Counter& counter) {
+PYVS_HD void count_events(uint32_t bits, uint32_t protect, bool drop, Counter& counter) {
+  if (dropped(bits, protect, drop)) bits &= protect;
   for (; bits; bits &= bits - 1) {
     const int b = lowest_bit(bits);
     counter.add(b, (protect >> b) & 1u);
@@ -244,13 +258,14 @@ struct Strided {
 
 // One output of systolic_matmul, exactly as specified at the top of this
 // file. a: its K activations, a[k] (a pointer or Strided); w: K weights,
-// w_stride apart; rows: tile height, MACs. Counter::add(bit, corrected) is
-// called once per event bit. Returns the int32 output.
+// w_stride apart; rows: tile height, MACs; drop: TE-Drop instead of
+// replays. Counter::add(bit, corrected) is called once per counted event
+// bit. Returns the int32 output.
 template <typename Acts, typename Counter>
 PYVS_HD int32_t systolic_output(Acts a, const int8_t* w,
                                 int64_t w_stride, int64_t rows,
                                 const FaultTables& t, uint32_t protect,
-                                OutputStream rs, Counter& counter) {
+                                bool drop, OutputStream rs, Counter& counter) {
   const int64_t K = t.K;
   const uint32_t mask = width_mask(t.W);
   // Position of the next MAC with an event; K means none left.
@@ -266,10 +281,13 @@ PYVS_HD int32_t systolic_output(Acts a, const int8_t* w,
         s += uint32_t(int32_t(a[k]) * int32_t(w[k * w_stride]));
       }
       if (k - 1 == next_event) {
-        s &= mask;
         const uint32_t bits = sample_event_bits(t, rs);
-        count_events(bits, protect, counter);
-        s ^= bits & ~protect;
+        count_events(bits, protect, drop, counter);
+        if (dropped(bits, protect, drop)) {
+          s -= uint32_t(int32_t(a[k - 1]) * int32_t(w[(k - 1) * w_stride]));
+        } else {
+          s = (s & mask) ^ (bits & ~protect);
+        }
         next_event = k + sample_gap(t, rs.uniform());
         if (next_event > K) next_event = K;
       }
@@ -287,15 +305,16 @@ PYVS_HD int32_t systolic_output(Acts a, const int8_t* w,
 // where clean = sum over tiles of sign_extend_W(clean tile sum), computed by
 // any exact integer GEMM. This function draws the very same events, in the
 // same order, as systolic_output and counts them; it touches the data only
-// at injected (unprotected) events: a flip of bit b at step k moves the
+// at events that change the sum: a flip of bit b at step k moves the
 // partial sum by +2^b if bit b of it is 0 and by -2^b if it is 1, so it needs
 // the partial sum at k, which is rebuilt from the tile start (or from the
-// previous flip in the same tile). Corrected events change nothing and cost
-// no MAC. Returns faulty - clean, mod 2^32.
+// previous change in the same tile); a dropped MAC moves it by minus its
+// product. Corrected events change nothing and cost no MAC. Returns
+// faulty - clean, mod 2^32.
 template <typename Acts, typename Counter>
 PYVS_HD uint32_t output_patch(Acts a, const int8_t* w, int64_t w_stride,
                               int64_t rows, const FaultTables& t,
-                              uint32_t protect, OutputStream rs,
+                              uint32_t protect, bool drop, OutputStream rs,
                               Counter& counter) {
   const int64_t K = t.K;
   const uint32_t mask = width_mask(t.W);
@@ -315,10 +334,11 @@ PYVS_HD uint32_t output_patch(Acts a, const int8_t* w, int64_t w_stride,
   };
   for (int64_t k = first_event(t, rs); k < K; k += 1 + sample_gap(t, rs.uniform())) {
     const uint32_t bits = sample_event_bits(t, rs);
-    count_events(bits, protect, counter);
-    const uint32_t flips = bits & ~protect;
-    if (!flips) continue;
-    if (k >= tile_end) {  // the first flip of a new tile
+    count_events(bits, protect, drop, counter);
+    const bool skip = dropped(bits, protect, drop);
+    const uint32_t flips = skip ? 0u : bits & ~protect;
+    if (!flips && !skip) continue;
+    if (k >= tile_end) {  // the first change of a new tile
       if (tile_end > 0) patch += finish_tile();
       pos = k - k % rows;
       tile_end = pos + rows < K ? pos + rows : K;
@@ -327,8 +347,9 @@ PYVS_HD uint32_t output_patch(Acts a, const int8_t* w, int64_t w_stride,
     }
     for (; pos <= k; ++pos) s += uint32_t(int32_t(a[pos]) * int32_t(w[pos * w_stride]));
     // Flipping bits b changes the value by +-2^b each: (s ^ flips) - s.
-    d += (s ^ flips) - s;
-    s ^= flips;
+    const uint32_t change = skip ? 0u - uint32_t(int32_t(a[k]) * int32_t(w[k * w_stride])) : (s ^ flips) - s;
+    d += change;
+    s += change;
   }
   if (tile_end > 0) patch += finish_tile();
   return patch;

@@ -57,7 +57,7 @@ Probabilities read_probabilities(const at::Tensor& p_bits, const char* op) {
 // Every argument but impl; *p receives p_bits.
 MatmulArgs check_matmul_args(const at::Tensor& a, const at::Tensor& w, const at::Tensor& p_bits,
                              int64_t protect, int64_t seed, int64_t layer, int64_t row_offset,
-                             int64_t rows, Probabilities* p) {
+                             int64_t rows, bool drop, Probabilities* p) {
   TORCH_CHECK_TYPE(a.scalar_type() == at::kChar || a.scalar_type() == at::kByte,
               "systolic_matmul: a must be int8 or uint8, got ", a.scalar_type());
   TORCH_CHECK_TYPE(w.scalar_type() == at::kChar,
@@ -103,6 +103,7 @@ MatmulArgs check_matmul_args(const at::Tensor& a, const at::Tensor& w, const at:
   // An output draws at most 1 + K * (W + 2) numbers; their index is 32 bits.
   TORCH_CHECK_VALUE(r.K < (int64_t(1) << 26), "systolic_matmul: K must be < 2^26, got ", r.K);
   r.protect = uint32_t(protect);
+  r.drop = drop;
   r.seed = uint64_t(seed);
   r.layer = uint32_t(layer);
   r.row_offset = uint32_t(row_offset);
@@ -187,19 +188,20 @@ at::Tensor device_fault_tables(const Probabilities& p, int W, int64_t K, const a
 // same bits; this decides only the speed: "auto" takes the fast path unless K
 // is below the backend's threshold (a GEMM is pointless at K = 9) and the
 // backend has no direct product for the shape, or the
-// unprotected error rate leaves at least half of the outputs to patch (then
-// the patches redo the simple path's work).
+// rate of events that change a sum (unprotected errors; with TE-Drop, every
+// error) leaves at least half of the outputs to patch (then the patches redo
+// the simple path's work).
 bool use_fast_path(c10::string_view impl, const MatmulArgs& r, const Probabilities& p,
                    const Backend& backend) {
   TORCH_CHECK_VALUE(impl == "auto" || impl == "fast" || impl == "simple",
               "systolic_matmul: impl must be 'auto', 'fast' or 'simple', got '", impl, "'");
   if (impl != "auto") return impl == "fast";
   if (r.K < backend.min_fast_k && !(backend.depthwise && r.N == 1)) return false;
-  // Share of outputs with at least one flip, 1 - (1 - q_flip)^K, where
-  // q_flip = P(a MAC has an unprotected error).
+  // Share of outputs with at least one change, 1 - (1 - q_change)^K, where
+  // q_change = P(a MAC has an error that changes its sum).
   double no_flip = 1.0;
   for (int b = 0; b < r.W; ++b) {
-    if (!((r.protect >> b) & 1u)) no_flip *= 1.0 - p[b];
+    if (r.drop || !((r.protect >> b) & 1u)) no_flip *= 1.0 - p[b];
   }
   return 1.0 - std::pow(no_flip, double(r.K)) < 0.5;
 }
@@ -215,10 +217,10 @@ at::Tensor column_major(const at::Tensor& w3) {
 
 PreparedMatmul prepare_matmul(const at::Tensor& a, const at::Tensor& w, const at::Tensor& p_bits,
                               int64_t protect, int64_t seed, int64_t layer, int64_t row_offset,
-                              int64_t rows, c10::string_view impl, const Backend& backend) {
+                              int64_t rows, c10::string_view impl, bool drop, const Backend& backend) {
   PreparedMatmul c;
   Probabilities p;
-  c.r = check_matmul_args(a, w, p_bits, protect, seed, layer, row_offset, rows, &p);
+  c.r = check_matmul_args(a, w, p_bits, protect, seed, layer, row_offset, rows, drop, &p);
   const MatmulArgs& r = c.r;
   c.fast = use_fast_path(impl, r, p, backend);
   c.a3 = a.reshape({r.G, r.M, r.K});
@@ -298,7 +300,7 @@ TORCH_LIBRARY(pyvs, m) {
   m.def(
       "systolic_matmul(Tensor a, Tensor w, Tensor p_bits, int protect=0, "
       "int seed=0, int layer=0, int row_offset=0, int rows=256, "
-      "str impl='auto') -> (Tensor, Tensor)");
+      "str impl='auto', bool drop=False) -> (Tensor, Tensor)");
   // Host-side tables, exposed so tests can check reference.py against them.
   m.def("_fault_tables(Tensor p_bits, int K) -> Tensor");
   // The fast path's clean GEMM, exposed so tests can check each method.

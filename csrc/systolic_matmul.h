@@ -20,6 +20,7 @@ struct MatmulArgs {
   int64_t G, M, K, N;  // groups, rows, reduction length, columns per group
   int W;               // accumulator width, bits
   uint32_t protect;
+  bool drop;           // TE-Drop: a detected error drops the MAC's update (fault_model.h)
   uint64_t seed;
   uint32_t layer;
   uint32_t row_offset;
@@ -82,7 +83,7 @@ struct PreparedMatmul {
 // the backend has one, else by clean_systolic_gemm.
 PreparedMatmul prepare_matmul(const at::Tensor& a, const at::Tensor& w, const at::Tensor& p_bits,
                               int64_t protect, int64_t seed, int64_t layer, int64_t row_offset,
-                              int64_t rows, c10::string_view impl, const Backend& backend);
+                              int64_t rows, c10::string_view impl, bool drop, const Backend& backend);
 
 // ---- The fast path's clean GEMM (clean_gemm.cpp) ---------------------------
 

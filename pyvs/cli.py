@@ -20,6 +20,9 @@ import torch
 
 from . import hardware
 from .checks import integer, number
+from .hardware import ON_ERRORS
+
+_DETECTED = {"replay": "replayed (Razor)", "drop": "dropped (TE-Drop)"}
 
 _TECH_OPTIONS = (  # (name, help): the TechParams fields the commands expose
     ("guard_band", "timing margin at the nominal supply, fraction of the worst path (default: 1.0)"),
@@ -131,6 +134,9 @@ def _fault_options() -> argparse.ArgumentParser:
                    help="Razor-protect the N most significant accumulator bits (default: 0)")
     g.add_argument("--protect", type=str, default=None, metavar="MASK",
                    help="explicit protect bit mask, e.g. 0xff000000 (overrides --protect-msbs)")
+    g.add_argument("--on-error", default="replay", metavar="{" + ",".join(ON_ERRORS) + "}",
+                   help="what a detected error on a protected bit does: replay (Razor: a stall) or drop "
+                        "(TE-Drop: the MAC's update is skipped, no stall) (default: replay)")
     g.add_argument("--seed", type=int, default=0, help="random seed of the timing errors (default: 0)")
     return p
 
@@ -170,7 +176,10 @@ def _timing_spec(args, array):
 
 
 def _protect_mask(args) -> int:
+    """The protect mask of --protect / --protect-msbs (and --on-error, checked)."""
     from .accumulator import check_mask, msb_mask
+    if args.on_error not in ON_ERRORS:
+        raise UserError(f"--on-error {args.on_error!r} is not one of {', '.join(ON_ERRORS)}")
     if args.protect is not None:
         try:
             mask = int(args.protect, 0)
@@ -337,7 +346,7 @@ def _print_layers(counts, most: int = 8) -> None:
 
 
 def _print_counts(injected: list, corrected: list) -> None:
-    print(f"{'bit':>4} {'injected':>12} {'corrected':>12}")
+    print(f"{'bit':>4} {'injected':>12} {'detected':>12}")
     for b, (i, c) in enumerate(zip(injected, corrected)):
         if i or c:
             print(f"{b:>4} {i:>12} {c:>12}")
@@ -364,14 +373,15 @@ def _demo(args) -> int:
     w = torch.randint(-128, 128, (args.k, args.n), generator=gen, dtype=torch.int16).to(torch.int8)
     p = torch.full((W,), args.p, dtype=torch.float64)
     t0 = time.perf_counter()
-    out, stats = systolic_matmul(a, w, p, protect=protect, seed=args.seed, rows=args.rows)
+    out, stats = systolic_matmul(a, w, p, protect=protect, seed=args.seed, rows=args.rows,
+                                 drop=args.on_error == "drop")
     dt = time.perf_counter() - t0
     macs = args.m * args.k * args.n
     print(f"systolic matmul {args.m}x{args.k}x{args.n} (uint8 x int8), {W}-bit accumulator, "
           f"{args.rows}-row array, p = {args.p:g} per bit per MAC, "
-          f"protected bits: {bin(protect)} ; {dt * 1e3:.1f} ms")
+          f"protected bits: {bin(protect)}, detected errors {_DETECTED[args.on_error]} ; {dt * 1e3:.1f} ms")
     _print_counts(stats[0].tolist(), stats[1].tolist())
-    print(f"total: {int(stats[0].sum())} injected, {int(stats[1].sum())} corrected over {macs} MACs x {W} "
+    print(f"total: {int(stats[0].sum())} injected, {int(stats[1].sum())} detected over {macs} MACs x {W} "
           f"bits (expected {macs * W * args.p:.1f} events)")
     wrong = int((out.long() != a.long() @ w.long()).sum())
     print(f"outputs that differ from the exact product: {wrong} of {out.numel()}")
@@ -445,13 +455,13 @@ def _run(args) -> int:
               f"{exp.n_images} images from {args.data}; device {args.device}"
               + (f" on each of {world.size} ranks" if world.size > 1 else ""))
     p = exp.error_table([args.voltage]).rates(args.voltage)
-    r = exp.point(args.voltage, p, protect, args.seed, "run")
+    r = exp.point(args.voltage, p, protect, args.seed, "run", args.on_error)
     if not world.is_main:
         return 0
     erring = [b for b in range(args.acc_bits) if per_bit_max(p)[b] > 0]
     print(f"{spec.model} timing model at {args.voltage} V, {array.freq_ghz} GHz: bits "
           f"{erring[0] if erring else '-'}..{erring[-1] if erring else '-'} err, max P = {r.max_p:.2e} per MAC; "
-          f"protected bits: {describe_mask(protect)}")
+          f"protected bits: {describe_mask(protect)}, detected errors {_DETECTED[args.on_error]}")
     _print_point(exp.golden, r, exp, array)
     if args.json:
         write_run(args.json, exp.golden, r)
@@ -466,7 +476,8 @@ def _print_point(golden, r, exp, array) -> None:
     print(f"faulty  top-1 {_fmt(a.top1, a.top1_lo, a.top1_hi)}  top-5 {_fmt(a.top5, a.top5_lo, a.top5_hi)}  "
           f"({r.seconds:.1f} s, {a.n / r.seconds if r.seconds else float('inf'):.1f} img/s)")
     print(f"golden agreement (top-1) {_fmt(a.agree, a.agree_lo, a.agree_hi)}")
-    print(f"errors: {r.counts.injected} injected, {r.counts.corrected} corrected (Razor replays)")
+    print(f"errors: {r.counts.injected} injected, {r.counts.corrected} detected "
+          f"({'Razor replays' if r.on_error == 'replay' else 'dropped MAC updates (TE-Drop)'})")
     _print_counts(r.counts.injected_per_bit, r.counts.corrected_per_bit)
     _print_layers(r.counts)
     print(f"latency overhead {100 * k.latency_overhead:.3g} % (one stall per error: "
@@ -648,7 +659,8 @@ def build_parser() -> argparse.ArgumentParser:  # long: one declaration per sub-
     sw.add_argument("--voltages", default=",".join(f"{v:g}" for v in default_grid.voltages),
                     help="comma-separated volts (default: %(default)s)")
     sw.add_argument("--strategies", default=",".join(default_grid.strategies),
-                    help="comma-separated: none, all, msbN, 0xMASK, auto (default: %(default)s)")
+                    help="comma-separated: none, all, msbN, 0xMASK, auto, each but none optionally with -drop "
+                         "(TE-Drop instead of replays, e.g. auto-drop) (default: %(default)s)")
     sw.add_argument("--seeds", default=",".join(map(str, default_grid.seeds)),
                     help="comma-separated integer seeds (default: %(default)s)")
     sw.add_argument("--full", action="store_true",

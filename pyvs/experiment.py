@@ -20,7 +20,7 @@ from .dataflow import calibration_images, layer_timing
 from .distributed import World
 from .energy import EnergyParams
 from .evaluate import Accuracy, Counts, Evaluation, Golden, evaluate
-from .hardware import ArrayConfig
+from .hardware import ON_ERRORS, ArrayConfig
 from .nn.config import FaultConfig
 from .nn.layers import model_width, set_faults, systolic_layers
 from .nn.probe import forward_pass
@@ -94,11 +94,12 @@ class Experiment:
             self._workload = Workload(self.golden.shapes, self.array, self.energy, self.acc_bits)
         return self._workload
 
-    def key(self, volts: float, p_bits: Rates, mask: int, seed: int) -> tuple:
+    def key(self, volts: float, p_bits: Rates, mask: int, seed: int, on_error: str = "replay") -> tuple:
         """What decides a point's outcome: two points with the same key give
-        the same outputs and counts."""
+        the same outputs and counts (dropping and replaying differ only where
+        a protected bit can err)."""
         erring = sum(1 << b for b in range(self.acc_bits) if float(per_bit_max(p_bits)[b]) > 0)
-        return (volts, seed, mask & erring)
+        return (volts, seed, mask & erring, on_error if mask & erring else "replay")
 
     def expected_events(self, p_bits: Rates) -> torch.Tensor:
         """Timing errors per image per accumulator bit, float64 [W]: the
@@ -145,26 +146,34 @@ class Experiment:
         shapes = {n: ev.shapes[n] for n, _ in systolic_layers(self.model) if n in ev.shapes}
         return Golden(ev.pred, ev.accuracy(), ev.seconds, shapes)
 
-    def point(self, volts: float, p_bits: Rates, mask: int, seed: int, strategy: str) -> PointResult:
+    def point(self, volts: float, p_bits: Rates, mask: int, seed: int, strategy: str,
+              on_error: str = "replay") -> PointResult:
         """The result at per-bit probabilities ``p_bits`` (float64 [W] for
         every layer, or {layer name: float64 [W]}: those of ``volts``, V)
-        with the ``mask`` bits protected."""
-        key = self.key(volts, p_bits, mask, seed)
+        with the ``mask`` bits protected; ``on_error``: what a detected error
+        does, 'replay' (a stall) or 'drop' (TE-Drop: the MAC's update is
+        lost, no stall)."""
+        if on_error not in ON_ERRORS:
+            raise ValueError(f"on_error must be one of {', '.join(ON_ERRORS)}, got {on_error!r}")
+        key = self.key(volts, p_bits, mask, seed, on_error)
         if key not in self._done:
-            self._done[key] = self._measure(p_bits, mask, seed, f"{volts:.3f} V {strategy} {mask:#x}")
+            self._done[key] = self._measure(p_bits, mask, seed, f"{volts:.3f} V {strategy} {mask:#x}", on_error)
         accuracy, counts, seconds = self._done[key]
         bits = bin(mask).count("1")
+        replays = counts.corrected_per_layer if on_error == "replay" else {}
         return PointResult(voltage=volts, strategy=strategy, seed=seed, protect=f"{mask:#010x}",
                            protected_bits=bits, accuracy=accuracy, counts=counts,
-                           costs=self.workload.costs(volts, bits, counts.corrected_per_layer),
-                           max_p=float(per_bit_max(p_bits).max()), evaluations=1, seconds=seconds)
+                           costs=self.workload.costs(volts, bits, replays),
+                           max_p=float(per_bit_max(p_bits).max()), evaluations=1, seconds=seconds,
+                           on_error=on_error)
 
-    def _measure(self, p_bits: Rates, mask: int, seed: int, desc: str) -> Tuple[Accuracy, Counts, float]:
+    def _measure(self, p_bits: Rates, mask: int, seed: int, desc: str,
+                 on_error: str = "replay") -> Tuple[Accuracy, Counts, float]:
         if not bool((per_bit_max(p_bits) > 0).any()):
             # No bit can err: no event is drawn at all, the run IS the golden run.
             return self.golden.accuracy, Counts.none(self.acc_bits), 0.0
         config = lambda p: FaultConfig(p, protect=mask, seed=seed, rows=self.array.rows,  # noqa: E731
-                                       dataflow=self.array.dataflow)
+                                       dataflow=self.array.dataflow, on_error=on_error)
         golden = self.golden
         set_faults(self.model, config(p_bits) if isinstance(p_bits, torch.Tensor)
                    else {name: config(p) for name, p in p_bits.items()})

@@ -19,6 +19,9 @@ CLOCK_GHZ = 0.7    # GHz
 V_NOMINAL = 0.9    # V: the supply the design is signed off at, and the energy baseline
 ACC_BITS = 32      # accumulator width, bits
 DATAFLOWS = ("ws", "os")  # weight-stationary (the default, TPU v1's), output-stationary
+# What a detected timing error does: Razor replays the MAC (a stall), or
+# TE-Drop skips its update (no stall; ThUnderVolt, Zhang et al., DAC 2018).
+ON_ERRORS = ("replay", "drop")
 
 
 @dataclasses.dataclass(frozen=True)

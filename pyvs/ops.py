@@ -41,7 +41,7 @@ def seed64(seed: int) -> int:
     return seed - _U64 if seed >= (1 << 63) else seed
 
 
-def systolic_matmul(
+def systolic_matmul(  # long: the op's full documentation, units and shapes
     a: torch.Tensor,
     w: torch.Tensor,
     p_bits: Union[torch.Tensor, Sequence[float]],
@@ -51,12 +51,14 @@ def systolic_matmul(
     row_offset: int = 0,
     rows: int = ROWS,
     *,
+    drop: bool = False,
     impl: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Integer matmul on a simulated weight-stationary systolic array, with a
-    timing error drawn for every bit of every MAC's W-bit partial sum: a
-    protected bit's error is corrected (a Razor replay), any other flips
-    the bit. The law, the event drawing and the random numbers are
+    """Integer matmul on a simulated systolic array, with a timing error
+    drawn for every bit of every MAC's W-bit partial sum: a protected bit's
+    error is detected (Razor) and either corrected by a replay or, with
+    ``drop``, the MAC's update is dropped (TE-Drop); any other error flips
+    its bit. The law, the event drawing and the random numbers are
     specified once, in ``csrc/fault_model.h`` (docs/op.md); the events are a
     pure function of (seed, layer, global row, global column, k, bit), so
     the result is bit-identical for any thread count, batching (given
@@ -75,7 +77,14 @@ def systolic_matmul(
         seed (int): 64-bit random seed.
         layer (int): stream id in [0, 2^32), one per layer.
         row_offset (int): global index of a's row 0.
-        rows (int): systolic array height, i.e. MACs per K-tile (>= 1).
+        rows (int): MACs per accumulation: the array height for a
+            weight-stationary array (K-tiles of ``rows``), K for an
+            output-stationary one (>= 1).
+        drop (bool): what a detected error (an erring protected bit) does:
+            False (default), a replay: the protected bits come out right and
+            the MAC's other erring bits flip; True, TE-Drop (ThUnderVolt,
+            DAC 2018): the MAC's update is skipped, the partial sum keeps
+            its value from before the MAC, and none of its errors lands.
         impl (str): how to compute it, never what: ``"simple"`` runs the
             definition output by output; ``"fast"`` computes the clean product
             with an exact integer GEMM (float32 BLAS in exact K-chunks on CPU,
@@ -88,13 +97,21 @@ def systolic_matmul(
     Returns:
         out (Tensor[M, N] or Tensor[G, M, N], int32): the faulty products
             (contiguous, or groups-innermost: :func:`groups_innermost`).
-        stats (Tensor[2, W], int64): per-bit counts of injected (row 0) and
-        corrected (row 1) errors.
+        stats (Tensor[2, W], int64): per-bit counts of injected errors (row
+        0: flips that landed in a sum) and detected ones (row 1: protected
+        bits that erred; replays, or with ``drop`` the erring bits of the
+        dropped MACs).
     """
     return torch.ops.pyvs.systolic_matmul(
         a, w, as_p_bits(p_bits), integer(protect, "protect"), seed64(seed), integer(layer, "layer"),
-        integer(row_offset, "row_offset"), integer(rows, "rows"), str(impl),
+        integer(row_offset, "row_offset"), integer(rows, "rows"), str(impl), _flag(drop, "drop"),
     )
+
+
+def _flag(value, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"systolic_matmul: {name} must be True or False, got {value!r}")
+    return value
 
 
 def _check_shapes(a, w, p_bits, protect, layer, row_offset, rows, impl):
@@ -132,7 +149,7 @@ def _check_shapes(a, w, p_bits, protect, layer, row_offset, rows, impl):
 
 @torch.library.register_fake("pyvs::systolic_matmul")
 def _systolic_matmul_fake(a, w, p_bits, protect=0, seed=0, layer=0, row_offset=0, rows=ROWS,
-                          impl="auto"):
+                          impl="auto", drop=False):
     W = _check_shapes(a, w, p_bits, protect, layer, row_offset, rows, impl)
     stats = a.new_empty((2, W), dtype=torch.int64)
     if a.dim() == 2:

@@ -188,6 +188,7 @@ def systolic_matmul(
     layer: int = 0,
     row_offset: int = 0,
     rows: int = ROWS,
+    drop: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Reference for :func:`pyvs.ops.systolic_matmul` (same arguments, same
     results, no input validation beyond what the loop needs). CPU only."""
@@ -208,14 +209,17 @@ def systolic_matmul(
     for k in range(K):
         if k % rows == 0:
             s.zero_()
+        before = s
         s = (s + a3[:, :, k, None] * w3[:, None, k, :]) % mod
         hit = next_event == k
         if hit.any():
             bits = _event_bits(streams, hit, first, nxt, W)
+            # TE-Drop: a MAC with a detected error keeps the sum from before it.
+            skip = ((bits & protect) != 0) & drop
             on = (bits[:, None] >> torch.arange(W)) & 1  # [hits, W]
-            counts[0] += (on * (1 - protected)).sum(0)
-            counts[1] += (on * protected).sum(0)  # detected and replayed: s unchanged
-            s[hit] = s[hit] ^ (bits & ~protect)
+            counts[0] += (on * (1 - protected) * ~skip[:, None]).sum(0)  # flips that land
+            counts[1] += (on * protected).sum(0)  # detected: replayed, or dropped
+            s[hit] = torch.where(skip, before[hit], s[hit] ^ (bits & ~protect))
             next_event[hit] = ((k + 1) + _sample_gap(gap, streams.uniform(hit))).clamp(max=K)
         if k % rows == rows - 1 or k == K - 1:
             out += torch.where(s >= mod // 2, s - mod, s)  # sign_extend_W

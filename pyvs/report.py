@@ -16,7 +16,7 @@ from .files import atomic_write
 from .hardware import V_NOMINAL
 from .results import PointResult, by_strategy, load_results
 from .slack import SlackStudy
-from .strategies import Budget
+from .strategies import SEARCH, Budget
 from .timing import load_table
 
 
@@ -50,7 +50,7 @@ def flags(r: PointResult, budget: Budget = Budget()) -> str:
 def verdict(rows: List[PointResult], budget: Budget = Budget()) -> Optional[PointResult]:
     """The answer of a sweep: the point at the lowest voltage that meets the
     budget (no flag), the largest energy saving among those; None if none does."""
-    ok = [r for r in rows if not flags(r, budget) and r.strategy != "auto-search"]
+    ok = [r for r in rows if not flags(r, budget) and not r.strategy.endswith(SEARCH)]
     return min(ok, key=lambda r: (r.voltage, -r.costs.energy_saving, r.strategy), default=None)
 
 

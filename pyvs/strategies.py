@@ -7,6 +7,9 @@ Strategies (``pyvs sweep --strategies``):
   msbN        the N most significant bits (e.g. msb8)
   0xMASK      an explicit bit mask (e.g. 0xff000000)
   auto        the cheapest mask that meets the accuracy budget (below)
+  NAME-drop   any of these with TE-Drop (e.g. auto-drop, msb2-drop): a
+              detected error drops the MAC's update instead of replaying
+              it (no stall; the product is lost: see pyvs.ops.systolic_matmul)
 
 The automatic search, for one voltage (e_b: the expected errors of bit b
 per image, the per-bit probabilities times each layer's MACs, summed over
@@ -18,7 +21,10 @@ the layers):
    more latency (replays) as k grows, and accuracy improves with k; so find
    the smallest k that meets the budget by binary search over k, each step
    verified by a real evaluation: about log2(#erring bits) + 1 evaluations.
-   k = all erring bits always meets it (then the output equals the golden run).
+   k = all erring bits always meets it (then the output equals the golden run)
+   with replays; with TE-Drop it need not (every detected error loses a
+   product), and a point where even k = all misses the budget is reported
+   as measured, flagged.
 A point meets the budget when both losses are within it: top-1 agreement
 with the golden run (1 - agree) and labelled top-1 (clean top-1 - top-1).
 """
@@ -34,6 +40,8 @@ import torch
 from .accumulator import full_mask, msb_mask
 
 _MSB = re.compile(r"^msb(\d+)$")
+_DROP = "-drop"
+SEARCH = "-search"  # suffix of the rows of an automatic search's steps (auto-search, auto-drop-search)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,9 +75,23 @@ class Budget:
         return dataclasses.asdict(self)
 
 
+def on_error(name: str) -> str:
+    """What a strategy does with a detected error: 'drop' for NAME-drop
+    strategies, else 'replay'."""
+    return "drop" if name.endswith(_DROP) else "replay"
+
+
 def parse_strategy(name: str, acc_bits: int) -> Optional[int]:
-    """The fixed protect mask of a strategy, or None for 'auto'. Unknown
-    names and masks wider than the accumulator are ValueErrors."""
+    """The fixed protect mask of a strategy, or None for 'auto' and
+    'auto-drop'. Unknown names and masks wider than the accumulator are
+    ValueErrors."""
+    if not isinstance(name, str):
+        raise ValueError(f"a strategy must be a name, got {name!r}")
+    if name.endswith(_DROP):
+        base = name[:-len(_DROP)]
+        if base in ("none", "") or base.endswith(_DROP):
+            raise ValueError(f"strategy {name!r}: '-drop' needs protected bits, e.g. auto-drop or msb2-drop")
+        return parse_strategy(base, acc_bits)
     if name == "none":
         return 0
     if name == "all":
@@ -90,7 +112,8 @@ def parse_strategy(name: str, acc_bits: int) -> Optional[int]:
         if mask > full_mask(acc_bits):
             raise ValueError(f"strategy {name!r}: the mask is wider than the {acc_bits}-bit accumulator")
         return mask
-    raise ValueError(f"unknown strategy {name!r}: use none, all, msbN, 0xMASK or auto")
+    raise ValueError(f"unknown strategy {name!r}: use none, all, msbN, 0xMASK or auto, "
+                     "each but none optionally with -drop (TE-Drop)")
 
 
 def bit_ranking(rates: torch.Tensor) -> List[int]:
@@ -126,7 +149,7 @@ def auto_select(evaluate_mask: Callable, rates: torch.Tensor, budget: float) -> 
 
     if not ranking or ok(0):
         return 0, tried
-    lo, hi = 0, len(ranking)  # ok(lo) is False; ok(hi) holds (golden output)
+    lo, hi = 0, len(ranking)  # ok(lo) is False; ok(hi) holds (golden output; with drops, assumed)
     while hi - lo > 1:
         mid = (lo + hi) // 2
         if ok(mid):

@@ -35,7 +35,7 @@ from .hardware import ArrayConfig
 from .nn.layers import systolic_layers
 from .results import (PointResult, clean_record, load_golden, load_results, save_golden, write_meta,
                       write_results)
-from .strategies import Budget, auto_select, parse_strategy
+from .strategies import SEARCH, Budget, auto_select, on_error, parse_strategy
 
 _PAUSE = float(os.environ.get("PYVS_SWEEP_PAUSE", "0") or 0)
 
@@ -124,17 +124,20 @@ def _check_same_sweep(out_dir: str, old: dict, new: dict) -> None:
 
 
 def _auto_point(exp: Experiment, v: float, p, seed: int, budget: Budget,
-                search: List[PointResult]) -> PointResult:
-    """The 'auto' point: the cheapest mask that meets the accuracy budget;
-    every evaluation of the search is appended to ``search``."""
+                search: List[PointResult], strategy: str = "auto") -> PointResult:
+    """The 'auto' (or 'auto-drop') point: the cheapest mask that meets the
+    accuracy budget; every evaluation of the search is appended to
+    ``search``, as strategy + '-search'."""
+    handling = on_error(strategy)
+
     def trial(mask):
-        search.append(exp.point(v, p, mask, seed, "auto-search"))
+        search.append(exp.point(v, p, mask, seed, strategy + SEARCH, handling))
         return search[-1]
     mask, tried = auto_select(trial, exp.expected_events(p), budget.accuracy)
     if not tried:
-        return exp.point(v, p, mask, seed, "auto")
+        return exp.point(v, p, mask, seed, strategy, handling)
     chosen = next(r for m, r in reversed(tried) if m == mask)
-    return dataclasses.replace(chosen, strategy="auto", evaluations=len(tried),
+    return dataclasses.replace(chosen, strategy=strategy, evaluations=len(tried),
                                seconds=sum(r.seconds for _, r in tried))
 
 
@@ -227,10 +230,11 @@ def _evaluations_ahead(exp: Experiment, pending, p_of) -> int:
         erring = int((per_bit_max(p_of[v]) > 0).sum())
         if not erring:
             continue
+        key = None if mask is None else exp.key(v, p_of[v], mask, seed, on_error(strategy))
         if mask is None:
             total += math.ceil(math.log2(erring + 1)) + 1
-        elif exp.key(v, p_of[v], mask, seed) not in keys | exp.evaluated_keys():
-            keys.add(exp.key(v, p_of[v], mask, seed))
+        elif key not in keys | exp.evaluated_keys():
+            keys.add(key)
             total += 1
     return total
 
@@ -242,7 +246,7 @@ def _run_points(exp: Experiment, out_dir: str, rows: List[PointResult], search: 
     (no evaluation) and automatic searches (several) alike."""
     done = {r.key for r in rows}
     # Search steps of an 'auto' point that a killed run left unfinished are redone.
-    search[:] = [r for r in search if (r.voltage, "auto", r.seed) in done]
+    search[:] = [r for r in search if (r.voltage, r.strategy[:-len(SEARCH)], r.seed) in done]
     pending = [pt for pt in grid.points if pt not in done]
     n, world = exp.n_images, exp.world
     with tqdm(total=n * _evaluations_ahead(exp, pending, p_of), desc=f"sweep ({len(pending)} points)",
@@ -250,8 +254,8 @@ def _run_points(exp: Experiment, out_dir: str, rows: List[PointResult], search: 
         for i, (v, strategy, seed) in enumerate(pending):
             mask = parse_strategy(strategy, exp.acc_bits)
             before = exp.evaluations
-            rows.append(_auto_point(exp, v, p_of[v], seed, budget, search) if mask is None
-                        else exp.point(v, p_of[v], mask, seed, strategy))
+            rows.append(_auto_point(exp, v, p_of[v], seed, budget, search, strategy) if mask is None
+                        else exp.point(v, p_of[v], mask, seed, strategy, on_error(strategy)))
             world.on_main(lambda: write_results(out_dir, rows, search))
             bar.update(n * (exp.evaluations - before))
             bar.total = bar.n + n * _evaluations_ahead(exp, pending[i + 1:], p_of)

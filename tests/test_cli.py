@@ -51,6 +51,7 @@ BAD = [  # (argv, expected words in the message)
     (["demo", "--p", "1.5"], "--p (probability per bit per MAC) must be <= 1.0"),
     (["demo", "--p", "nan"], "must be a finite number"),
     (["demo", "--m", "0"], "--m must be an integer in [1, inf]"),
+    (["demo", "--on-error", "ignore"], "--on-error 'ignore' is not one of replay, drop"),
     (["demo", "--rows", "-3"], "--rows must be"),
     (["demo", "--seed", str(2**64)], "seed must fit in 64 bits"),
     (["demo", "--m", "100000", "--k", "100000", "--n", "100000"], "more than a demo should run"),
@@ -113,6 +114,7 @@ def test_run_and_sweep_check_arguments_before_loading(command, extra, words, dat
     (["--protect", "0x1ffffffff"], "has bits outside the 32-bit accumulator"),
     (["--protect", "0xZZ"], "--protect '0xZZ' is not an integer mask"),
     (["--protect-msbs", "33"], "--protect-msbs must be between 0 and --acc-bits"),
+    (["--on-error", "skip"], "--on-error 'skip' is not one of replay, drop"),
     (["--seed", "-99999999999999999999"], "seed must fit in 64 bits"),
     (["--json", "/nonexistent-folder/r.json"], "cannot be written"),
 ])
@@ -130,6 +132,7 @@ def test_run_checks_its_own_arguments(extra, words, data_dir, capsys, no_loading
     (["--voltages", "0.9,1.3"], "outside the timing model's range"),
     (["--strategies", "magic"], "unknown strategy"),
     (["--strategies", "msb40"], "at most 32 bits"),
+    (["--strategies", "none-drop"], "'-drop' needs protected bits"),
     (["--budget", "-1"], "--budget must be >= 0 points of top-1, got -1"),
     (["--cols", "0"], "--cols must be"),
     (["--replay-cycles", "-1"], "--replay-cycles must be"),

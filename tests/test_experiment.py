@@ -62,6 +62,26 @@ def test_masks_that_agree_on_erring_bits_are_evaluated_once():
     assert exp.point(0.5, _p(), 1 << 24, seed=2, strategy="a") != a
 
 
+def test_drop_costs_no_stall_and_is_evaluated_apart_from_replay():
+    # TE-Drop: the same detected errors, no replays (latency 0, no replay
+    # energy), the Razor bits' energy still paid; a drop is its own
+    # evaluation only where a protected bit errs.
+    _, images, q = tiny()
+    exp = Experiment(q, batched(images), array=ArrayConfig(rows=16), progress=False)
+    replay = exp.point(0.5, _p(), 1 << 30, seed=3, strategy="0x40000000")
+    drop = exp.point(0.5, _p(), 1 << 30, seed=3, strategy="0x40000000-drop", on_error="drop")
+    assert drop.on_error == "drop" and replay.on_error == "replay"
+    assert drop.counts.corrected_per_bit == replay.counts.corrected_per_bit and drop.counts.corrected > 0
+    assert drop.counts.injected <= replay.counts.injected
+    assert drop.costs.latency_overhead == drop.costs.latency_overhead_bound == 0 < replay.costs.latency_overhead
+    assert drop.costs.energy_replay_j == 0 < replay.costs.energy_replay_j
+    assert 0 < drop.costs.energy_razor_j < replay.costs.energy_razor_j  # Razor bits leak through the stalls too
+    assert exp.key(0.5, _p(), 1 << 30, 3, "drop") != exp.key(0.5, _p(), 1 << 30, 3, "replay")
+    assert exp.key(0.5, _p(), 1 << 5, 3, "drop") == exp.key(0.5, _p(), 1 << 5, 3, "replay")  # bit 5 never errs
+    with pytest.raises(ValueError, match="on_error must be one of replay, drop"):
+        exp.point(0.5, _p(), 1 << 30, seed=3, strategy="x", on_error="ignore")
+
+
 def test_the_experiment_owns_its_timing_and_runs_the_golden_run_once_when_needed():
     from pyvs.timing import TimingSpec
     _, images, q = tiny()

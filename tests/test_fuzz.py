@@ -65,11 +65,12 @@ def p_bits(draw):
 @given(a=tensors([torch.int8, torch.uint8, torch.int16, torch.float32, torch.bool]),
        w=tensors([torch.int8, torch.uint8, torch.float32], max_rank=3), p=p_bits(),
        protect=ODD_INTS, seed=ODD_INTS, layer=ODD_INTS, row_offset=ODD_INTS, rows=ODD_INTS,
-       impl=st.sampled_from(["auto", "fast", "simple", "fastest", 3]))
-def test_op_bad_input_is_a_clear_error(a, w, p, protect, seed, layer, row_offset, rows, impl):
+       impl=st.sampled_from(["auto", "fast", "simple", "fastest", 3]),
+       drop=st.sampled_from([False, True, 0, 1, "yes", None]))
+def test_op_bad_input_is_a_clear_error(a, w, p, protect, seed, layer, row_offset, rows, impl, drop):
     try:
         out, stats = pyvs.systolic_matmul(a, w, p, protect=protect, seed=seed, layer=layer,
-                                          row_offset=row_offset, rows=rows, impl=impl)
+                                          row_offset=row_offset, rows=rows, impl=impl, drop=drop)
     except CLEAR as e:
         assert str(e) and "Traceback" not in str(e)
         return
@@ -82,6 +83,7 @@ def test_op_bad_input_is_a_clear_error(a, w, p, protect, seed, layer, row_offset
     if pt.device.type == "cpu":
         assert bool(((pt >= 0) & (pt <= 1)).all())
     assert isinstance(protect, int) and 0 <= protect < 2 ** pt.shape[0] and isinstance(rows, int) and rows >= 1
+    assert isinstance(drop, bool)
 
 
 @st.composite
@@ -108,20 +110,21 @@ def valid_problem(draw):
     split = draw(st.integers(0, M))
     threads = draw(st.sampled_from([1, 2]))
     batched = draw(st.booleans()) or G > 1
-    return W, G, M, K, N, p, protect, rows, dtype, seed, row_offset, split, threads, batched
+    drop = draw(st.booleans())
+    return W, G, M, K, N, p, protect, rows, dtype, seed, row_offset, split, threads, batched, drop
 
 
 @settings(max_examples=40)
 @given(problem=valid_problem(), data=st.data())
 def test_every_path_equals_the_reference(problem, data):
-    W, G, M, K, N, p, protect, rows, dtype, seed, row_offset, split, threads, batched = problem
+    W, G, M, K, N, p, protect, rows, dtype, seed, row_offset, split, threads, batched, drop = problem
     gen = torch.Generator().manual_seed(data.draw(st.integers(0, 2 ** 31)))
     lo, hi = (0, 256) if dtype == torch.uint8 else (-128, 128)
     a = torch.randint(lo, hi, (G, M, K), generator=gen, dtype=torch.int16).to(dtype)
     w = torch.randint(-128, 128, (G, K, N), generator=gen, dtype=torch.int16).to(torch.int8)
     if not batched:
         a, w = a[0], w[0]
-    args = dict(protect=protect, seed=seed, layer=5, rows=rows)
+    args = dict(protect=protect, seed=seed, layer=5, rows=rows, drop=drop)
     ref = R.systolic_matmul(a, w, p, row_offset=row_offset, **args)
     torch.set_num_threads(threads)
     for impl in ("simple", "fast", "auto"):

@@ -48,6 +48,20 @@ def test_cpu_matches_reference(shape, rows, regime):
     assert_all_impls_match(a, w, p, ref, **args)
 
 
+@pytest.mark.parametrize("regime", ["guarded", "mixed", "tiny"])
+@pytest.mark.parametrize("rows", [7, 256])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_te_drop_matches_reference_on_every_path(shape, rows, regime):
+    # TE-Drop: a MAC with a detected error keeps the partial sum from before it.
+    M, K, N = shape
+    gen = torch.Generator().manual_seed(hash((shape, rows, regime, "drop")) % 2**31)
+    a, w = rand_int8((M, K), gen, torch.uint8), rand_int8((K, N), gen)
+    p, protect = p_regime(regime)
+    args = dict(protect=protect, seed=4321, layer=2, row_offset=5, rows=rows, drop=True)
+    ref = R.systolic_matmul(a, w, p, **args)
+    assert_all_impls_match(a, w, p, ref, **args)
+
+
 @pytest.mark.parametrize("regime", ["tiny", "mixed"])
 @pytest.mark.parametrize("W", [32, 16])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
@@ -256,22 +270,24 @@ def test_narrow_accumulator_wraps_each_tile():
 
 # ---- determinism ------------------------------------------------------------
 
+@pytest.mark.parametrize("drop", [False, True])
 @pytest.mark.parametrize("impl", IMPLS)
-def test_same_result_for_any_thread_count_and_row_batching(impl):
+def test_same_result_for_any_thread_count_and_row_batching(impl, drop):
     gen = torch.Generator().manual_seed(6)
     a, w = rand_int8((301, 200), gen), rand_int8((200, 37), gen)
     p, protect = p_regime("mixed")
     results = []
     for threads in (1, 2):
         torch.set_num_threads(threads)
-        results.append(pyvs.systolic_matmul(a, w, p, protect=protect, seed=9, row_offset=1000, impl=impl))
+        results.append(pyvs.systolic_matmul(a, w, p, protect=protect, seed=9, row_offset=1000, impl=impl,
+                                            drop=drop))
     assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
     # Rows split into uneven batches, each with its global row offset.
     parts = [(0, 1), (1, 100), (100, 301)]
     outs, stats = [], torch.zeros(2, 32, dtype=torch.int64)
     for lo, hi in parts:
         o, s = pyvs.systolic_matmul(a[lo:hi], w, p, protect=protect, seed=9, row_offset=1000 + lo,
-                                    impl=impl)
+                                    impl=impl, drop=drop)
         outs.append(o)
         stats += s
     assert torch.equal(torch.cat(outs), results[0][0]) and torch.equal(stats, results[0][1])
@@ -363,6 +379,59 @@ def test_a_flip_moves_the_output_by_the_bit_weight(impl):
     assert int(pyvs.systolic_matmul(a2, w2, probs, impl=impl)[0]) == 12
 
 
+@pytest.mark.parametrize("impl", ["simple", "fast"])
+def test_a_dropped_mac_leaves_the_partial_sum_as_it_was(impl):
+    # p = 1 on protected bit 4: every MAC errs and is dropped, so nothing is
+    # ever added; the unprotected bit-2 errors of those MACs land nowhere.
+    a2, w2 = torch.tensor([[3, 5]], dtype=torch.int8), torch.tensor([[2], [7]], dtype=torch.int8)
+    probs = [0.0] * 8
+    probs[4], probs[2] = 1.0, 1.0
+    out, stats = pyvs.systolic_matmul(a2, w2, probs, protect=1 << 4, drop=True, impl=impl)
+    assert int(out) == 0 and int(stats[1, 4]) == 2 and int(stats[0].sum()) == 0
+    # Replay instead of drop: bit 4 comes out right, bit 2 flips at each MAC:
+    # (6 ^ 4) = 2, then 2 + 35 = 37 = 0b100101 ^ 4 = 33.
+    out, stats = pyvs.systolic_matmul(a2, w2, probs, protect=1 << 4, impl=impl)
+    assert int(out) == 33 and int(stats[1, 4]) == 2 and int(stats[0, 2]) == 2
+
+
+@pytest.mark.parametrize("impl", ["simple", "fast"])
+def test_dropped_macs_are_binomial_and_each_removes_its_product(impl):
+    # All operands 1: each dropped MAC lowers its output by exactly 1, so
+    # K - out counts an output's dropped MACs, which the stats must say; their
+    # number is Binomial(M N K, q) for q on protected bit 31; unprotected
+    # bit-5 errors land only at MACs not dropped: Binomial(M N K, p5 (1 - q)).
+    M, K, N, q, p5 = 64, 300, 48, 2e-3, 1e-3
+    a, w = torch.ones(M, K, dtype=torch.uint8), torch.ones(K, N, dtype=torch.int8)
+    probs = [0.0] * 32
+    probs[31], probs[5] = q, p5
+    _, stats = pyvs.systolic_matmul(a, w, probs, protect=1 << 31, seed=8, drop=True, impl=impl)
+    ok, info = within_binomial(int(stats[1, 31]), M * N * K, q)
+    assert ok, info
+    ok, info = within_binomial(int(stats[0, 5]), M * N * K, p5 * (1 - q))
+    assert ok, info
+    # Without the bit-5 errors the identity is exact.
+    probs[5] = 0.0
+    out, stats = pyvs.systolic_matmul(a, w, probs, protect=1 << 31, seed=8, drop=True, impl=impl)
+    assert int((K - out.long()).sum()) == int(stats[1, 31]) > 0 and int(stats[0].sum()) == 0
+
+
+@pytest.mark.parametrize("impl", ["simple", "fast"])
+def test_drop_sees_the_same_events_as_replay(impl):
+    # Same (seed, layer, row, column, k, bit) events: the detected counts agree
+    # and dropping only removes the flips that shared a MAC with a detection.
+    gen = torch.Generator().manual_seed(13)
+    a, w = rand_int8((40, 300), gen), rand_int8((300, 20), gen)
+    probs = [2e-3] * 32
+    mask = 0xC0000000
+    _, replay = pyvs.systolic_matmul(a, w, probs, seed=5, protect=mask, impl=impl)
+    _, drop = pyvs.systolic_matmul(a, w, probs, seed=5, protect=mask, drop=True, impl=impl)
+    assert torch.equal(replay[1], drop[1])
+    assert bool((drop[0] <= replay[0]).all()) and int(drop[0].sum()) < int(replay[0].sum())
+    # With nothing protected there is nothing to drop.
+    assert torch.equal(pyvs.systolic_matmul(a, w, probs, seed=5, drop=True, impl=impl)[0],
+                       pyvs.systolic_matmul(a, w, probs, seed=5, impl=impl)[0])
+
+
 # ---- tracing ----------------------------------------------------------------
 
 def _sample(device):
@@ -378,6 +447,7 @@ def test_opcheck(device):
     torch.library.opcheck(torch.ops.pyvs.systolic_matmul.default, (a, w, p, 3, 1, 2, 0, 4))
     torch.library.opcheck(torch.ops.pyvs.systolic_matmul.default,
                           (a.view(1, 5, 9), w.view(1, 9, 4), p))
+    torch.library.opcheck(torch.ops.pyvs.systolic_matmul.default, (a, w, p, 3, 1, 2, 0, 4, "auto", True))
 
 
 def test_traces_under_torch_compile():
@@ -403,8 +473,8 @@ def test_cuda_matches_cpu(shape, regime, dtype):
     gen = torch.Generator().manual_seed(M * 7 + K)
     a, w = rand_int8((M, K), gen, dtype), rand_int8((K, N), gen)
     p, protect = p_regime(regime)
-    for rows in (7, 256):
-        args = dict(protect=protect, seed=77, layer=3, row_offset=9, rows=rows)
+    for rows, drop in ((7, False), (256, False), (256, True)):
+        args = dict(protect=protect, seed=77, layer=3, row_offset=9, rows=rows, drop=drop)
         cpu = pyvs.systolic_matmul(a, w, p, impl="simple", **args)  # once for every GPU path
         for impl, p_dev in [(impl, dev) for impl in IMPLS for dev in ("cpu", "cuda")]:
             gpu = pyvs.systolic_matmul(a.cuda(), w.cuda(), torch.tensor(p, dtype=torch.float64, device=p_dev),

@@ -91,17 +91,18 @@ def test_a_row_is_its_typed_parts_and_files_hold_it_flat():
     assert list(flat) == FIELDS and PointResult.from_dict(flat) == r
     # The columns are those results.csv has always had (a folder from before the parts still reads).
     assert FIELDS[:6] == ["voltage", "strategy", "seed", "protect", "protected_bits", "n"]
-    assert FIELDS[-6:] == ["injected_per_bit", "corrected_per_bit", "evaluations", "seconds", "injected_per_layer",
-                           "energy_movement_j"]
+    assert FIELDS[-7:] == ["injected_per_bit", "corrected_per_bit", "evaluations", "seconds", "injected_per_layer",
+                           "energy_movement_j", "on_error"]
 
 
 def test_a_folder_made_before_the_per_layer_injected_column_still_reads(tmp_path):
     import csv
     r = row(injected_per_layer={"a": 0.3})
-    flat = {k: v for k, v in r.row().items() if k != "injected_per_layer"}
+    flat = {k: v for k, v in r.row().items() if k not in ("injected_per_layer", "on_error", "energy_movement_j")}
     (tmp_path / RESULTS).write_text(json.dumps([flat]))
     got = load_results(str(tmp_path))[0][0]
     assert got.counts.injected_per_layer == {} and got.accuracy == r.accuracy
+    assert got.on_error == "replay" and got.costs.energy_movement_j == 0.0  # what those folders did
     (tmp_path / RESULTS).unlink()
     with open(tmp_path / CSV, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(flat))

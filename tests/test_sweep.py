@@ -60,6 +60,21 @@ def test_auto_protects_the_planted_bit(tmp_path):
     assert by[(0.9, "auto")].costs.latency_overhead == 0 and by[(0.9, "none")].costs.energy_saving == 0
 
 
+def test_auto_drop_searches_with_drops_and_records_them(tmp_path):
+    # The planted bit 24 dropped instead of flipped: at most one product lost
+    # per event, harmless here; the search's steps are 'auto-drop-search'.
+    q, batches = _setup()
+    rows = run_sweep(q, batches, str(tmp_path), [0.8], ["auto", "auto-drop", "msb8-drop"], budget=0.0)
+    by = {r.strategy: r for r in rows}
+    assert by["auto-drop"].on_error == by["msb8-drop"].on_error == "drop" and by["auto"].on_error == "replay"
+    assert by["auto-drop"].mask == by["auto"].mask == 1 << 24
+    assert by["auto-drop"].counts.corrected_per_bit[24] == by["auto"].counts.corrected_per_bit[24] > 0
+    assert by["auto-drop"].costs.latency_overhead == 0 < by["auto"].costs.latency_overhead
+    with open(os.path.join(tmp_path, "search.json")) as f:
+        steps = {r["strategy"]: r["on_error"] for r in json.load(f)}
+    assert steps == {"auto-search": "replay", "auto-drop-search": "drop"}
+
+
 # ---- resume after a kill ------------------------------------------------------
 
 SCRIPT = textwrap.dedent("""

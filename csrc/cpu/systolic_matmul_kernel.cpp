@@ -91,12 +91,12 @@ void run_simple(const PreparedMatmul& c) {
                          [&](int64_t g, int64_t m, int64_t n, const OutputStream& rs,
                              LocalCounter& counter) {
     O[(g * r.M + m) * r.N + n] = systolic_output(row_of<ActT, kUnitK>(c, g, m), c.weights(g, n), 1,
-                                                 r.rows, c.t, r.protect, rs, counter);
+                                                 r.rows, c.t, r.protect, r.drop, rs, counter);
   });
 }
 
 // The fast path's patches: out holds the clean product; every output's
-// events are drawn (pyvs::output_patch) and its flips added.
+// events are drawn (pyvs::output_patch) and its changes added.
 template <typename ActT>
 void run_patches(const PreparedMatmul& c) {
   const MatmulArgs& r = c.r;
@@ -105,7 +105,7 @@ void run_patches(const PreparedMatmul& c) {
   for_each_output<true>(c, 8, [&](int64_t g, int64_t m, int64_t n, const OutputStream& rs,
                                   LocalCounter& counter) {
     const uint32_t patch = output_patch(c.acts<ActT>(g, m), c.weights(g, n), 1, r.rows, c.t,
-                                        r.protect, rs, counter);
+                                        r.protect, r.drop, rs, counter);
     if (patch) {  // leaves the other outputs' cache lines clean
       const int64_t o = (g * r.M + m) * r.N + n;
       O[o] = int32_t(uint32_t(O[o]) + patch);
@@ -184,10 +184,11 @@ const Backend kCpu{/*min_fast_k=*/16, GemmMethod::kIntMM, GemmMethod::kFloat32, 
 
 std::tuple<at::Tensor, at::Tensor> systolic_matmul_cpu(
     const at::Tensor& a, const at::Tensor& w, const at::Tensor& p_bits, int64_t protect,
-    int64_t seed, int64_t layer, int64_t row_offset, int64_t rows, c10::string_view impl) {
+    int64_t seed, int64_t layer, int64_t row_offset, int64_t rows, c10::string_view impl,
+    bool drop) {
   TORCH_INTERNAL_ASSERT(a.device().is_cpu());
   const PreparedMatmul c =
-      prepare_matmul(a, w, p_bits, protect, seed, layer, row_offset, rows, impl, kCpu);
+      prepare_matmul(a, w, p_bits, protect, seed, layer, row_offset, rows, impl, drop, kCpu);
   if (!c.fast || c.t.any) {
     PYVS_DISPATCH_ACTIVATIONS(c.a3.scalar_type(), "systolic_matmul_cpu", [&] {
       if (c.fast) {

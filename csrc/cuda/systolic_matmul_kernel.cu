@@ -84,14 +84,14 @@ __global__ void simple_kernel(const ActT* __restrict__ A, longlong3 sA, const in
       const OutputStream rs(r.seed, r.layer, row, col, block_word(block, row & 3u));
       O[it.g * sO.x + m * sO.y + it.n * sO.z] =
           systolic_output(Strided<ActT>{A + it.g * sA.x + m * sA.y, sA.z}, W + int64_t(col) * r.K, 1,
-                          r.rows, t, r.protect, rs, counter);
+                          r.rows, t, r.protect, r.drop, rs, counter);
     }
   }
   flush_counts(counts, stats, r.W);
 }
 
 // The fast path's patches: O holds the clean product; pyvs::output_patch
-// draws each output's events, and only outputs with flips read A and W.
+// draws each output's events, and only outputs whose sums change read A and W.
 template <typename ActT>
 __global__ void patch_kernel(const ActT* __restrict__ A, longlong3 sA, const int8_t* __restrict__ W,
                              int32_t* __restrict__ O, longlong3 sO, unsigned long long* stats,
@@ -111,7 +111,7 @@ __global__ void patch_kernel(const ActT* __restrict__ A, longlong3 sA, const int
       const uint32_t row = uint32_t(r.row_offset + m);
       const OutputStream rs(r.seed, r.layer, row, col, block_word(block, row & 3u));
       const uint32_t patch = output_patch(Strided<ActT>{A + it.g * sA.x + m * sA.y, sA.z},
-                                          W + int64_t(col) * r.K, 1, r.rows, t, r.protect, rs, counter);
+                                          W + int64_t(col) * r.K, 1, r.rows, t, r.protect, r.drop, rs, counter);
       if (patch) {
         int32_t* o = O + it.g * sO.x + m * sO.y + it.n * sO.z;
         *o = int32_t(uint32_t(*o) + patch);
@@ -138,11 +138,12 @@ constexpr Backend kCuda{/*min_fast_k=*/32, GemmMethod::kIntMM, GemmMethod::kFloa
 
 std::tuple<at::Tensor, at::Tensor> systolic_matmul_cuda(
     const at::Tensor& a, const at::Tensor& w, const at::Tensor& p_bits, int64_t protect,
-    int64_t seed, int64_t layer, int64_t row_offset, int64_t rows, c10::string_view impl) {
+    int64_t seed, int64_t layer, int64_t row_offset, int64_t rows, c10::string_view impl,
+    bool drop) {
   TORCH_INTERNAL_ASSERT(a.device().is_cuda());
   const c10::cuda::CUDAGuard guard(a.device());
   const PreparedMatmul c =
-      prepare_matmul(a, w, p_bits, protect, seed, layer, row_offset, rows, impl, kCuda);
+      prepare_matmul(a, w, p_bits, protect, seed, layer, row_offset, rows, impl, drop, kCuda);
   const MatmulArgs& r = c.r;
   if (r.G * r.M * r.N == 0 || (c.fast && !c.t.any)) return c.result();
   auto* S = reinterpret_cast<unsigned long long*>(c.stats.data_ptr<int64_t>());

@@ -10,7 +10,7 @@ import torch
 
 from ..accumulator import check_mask, check_width
 from ..checks import integer
-from ..hardware import DATAFLOWS, ROWS
+from ..hardware import DATAFLOWS, ON_ERRORS, ROWS
 from ..ops import IMPLS, seed64
 
 
@@ -33,6 +33,9 @@ class FaultConfig:
             register); see :class:`pyvs.hardware.ArrayConfig`.
         impl: how the op computes it, never what ("auto", "fast" or
             "simple"; see :func:`pyvs.ops.systolic_matmul`).
+        on_error: what a detected error (a protected bit that errs) does:
+            'replay' (default; Razor replays the MAC, a stall) or 'drop'
+            (TE-Drop: the MAC's update is skipped, no stall).
     """
 
     p_bits: Optional[torch.Tensor] = None
@@ -41,6 +44,7 @@ class FaultConfig:
     rows: int = ROWS
     impl: str = "auto"
     dataflow: str = "ws"
+    on_error: str = "replay"
 
     def __post_init__(self):
         if self.p_bits is not None:
@@ -55,6 +59,8 @@ class FaultConfig:
             raise ValueError(f"FaultConfig: impl must be 'auto', 'fast' or 'simple', got {self.impl!r}")
         if self.dataflow not in DATAFLOWS:
             raise ValueError(f"FaultConfig: dataflow must be one of {', '.join(DATAFLOWS)}, got {self.dataflow!r}")
+        if self.on_error not in ON_ERRORS:
+            raise ValueError(f"FaultConfig: on_error must be one of {', '.join(ON_ERRORS)}, got {self.on_error!r}")
 
     def tile_rows(self, k: int) -> int:
         """MACs per partial sum for a reduction of length k (the op's rows)."""

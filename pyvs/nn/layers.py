@@ -123,7 +123,7 @@ class SystolicLayer(nn.Module):
             ctx.capture(self.name, a, w, rows_per_image, first)
         out, stats = systolic_matmul(a, w, p, protect=cfg.protect, seed=cfg.seed, layer=self.stream,
                                      row_offset=first * rows_per_image, rows=cfg.tile_rows(a.shape[2]),
-                                     impl=cfg.impl)
+                                     impl=cfg.impl, drop=cfg.on_error == "drop")
         if ctx.probe is not None:
             ctx.probe.record(self.name, stats, (w.shape[0], rows_per_image, w.shape[1], w.shape[2]))
         return out
