@@ -58,6 +58,9 @@ def _hardware_options() -> argparse.ArgumentParser:
     g.add_argument("--replay-cycles", type=int, default=1, help="stall per Razor replay, cycles (default: 1)")
     g.add_argument("--array-batch", type=int, default=1,
                    help="images sharing each weight load in the latency/energy model (default: 1)")
+    g.add_argument("--dvfs-switch-ns", type=float, default=hardware.ArrayConfig.dvfs_switch_ns,
+                   help="wait for the supply at each change of voltage between layers (per-layer "
+                        "schedules), ns (default: %(default)s)")
     return p
 
 
@@ -66,6 +69,9 @@ def _energy_options() -> argparse.ArgumentParser:
     g = p.add_argument_group("energy model (pyvs.energy.EnergyParams)")
     g.add_argument("--power-gating", type=float, default=0.0,
                    help="fraction of an idle PE's leakage that power gating removes, 0..1 (default: 0, ungated)")
+    g.add_argument("--supply-decap-nf", type=float, default=80.0,
+                   help="decoupling capacitance of the array's supply, charged at each change of voltage, nF "
+                        "(default: %(default)s)")
     return p
 
 
@@ -154,7 +160,8 @@ def _array(args) -> "hardware.ArrayConfig":
                                 rows=integer(args.rows, "--rows", 1), cols=integer(args.cols, "--cols", 1),
                                 freq_ghz=args.freq, v_nominal=args.v_nominal,
                                 replay_cycles=integer(args.replay_cycles, "--replay-cycles", 0),
-                                batch=integer(args.array_batch, "--array-batch", 1))
+                                batch=integer(args.array_batch, "--array-batch", 1),
+                                dvfs_switch_ns=number(args.dvfs_switch_ns, "--dvfs-switch-ns", minimum=0.0))
 
 
 def _timing_spec(args, array):
@@ -316,7 +323,9 @@ def _model_meta(args) -> dict:
 def _energy(args):
     from .energy import EnergyParams
     return EnergyParams(power_gating=number(getattr(args, "power_gating", 0.0), "--power-gating",
-                                            minimum=0.0, maximum=1.0))
+                                            minimum=0.0, maximum=1.0),
+                        supply_decap_f=1e-9 * number(getattr(args, "supply_decap_nf", 80.0), "--supply-decap-nf",
+                                                     minimum=0.0))
 
 
 def _experiment(args, array, spec, world, limit=None):
@@ -338,7 +347,7 @@ def _print_layers(counts, most: int = 8) -> None:
     names = [n for n in names if counts.injected_per_layer.get(n, 0) + counts.corrected_per_layer.get(n, 0) > 0]
     if not names:
         return
-    print(f"{'layer':<28} {'injected/img':>13} {'corrected/img':>14}")
+    print(f"{'layer':<28} {'injected/img':>13} {'detected/img':>14}")
     for n in names[:most]:
         print(f"{n:<28} {counts.injected_per_layer.get(n, 0):>13.4g} {counts.corrected_per_layer.get(n, 0):>14.4g}")
     if len(names) > most:
@@ -430,6 +439,41 @@ def _print_table(table, spec) -> None:
         print(f"{v:>6.3f} {sum(x >= 1e-12 for x in row):>14} " + " ".join(f"{row[b]:>9.2e}" for b in top))
 
 
+def _schedule_spec(text: str) -> dict:
+    """--schedule, parsed and checked as far as it can be without the model."""
+    from .nn.layers import LAYER_KINDS
+    from .schedule import parse
+    plan = parse(text)
+    for key, v in plan.items():
+        number(v, f"--schedule: the supply of {key!r} (V)", positive=True)
+    looks_like_kind = [k for k in plan if "." not in k and k != "default" and k not in LAYER_KINDS]
+    if looks_like_kind:
+        raise UserError(f"--schedule: {looks_like_kind} are not layer kinds ({', '.join(LAYER_KINDS)}) "
+                        "nor qualified layer names")
+    return plan
+
+
+def _run_schedule(args, exp, plan: dict, protect: int, world) -> int:
+    """`pyvs run --schedule`: every layer at its own supply."""
+    from .accumulator import describe_mask
+    from .results import write_run
+    from .schedule import describe, resolve
+    schedule = resolve(plan, exp.kinds)
+    r = exp.schedule_point(schedule, protect, args.seed, "run", args.on_error)
+    if not world.is_main:
+        return 0
+    print(f"{exp.timing.model} timing model, each layer at its own supply ({describe(schedule, exp.kinds)}; "
+          f"MAC-weighted mean {r.voltage:.4f} V), {exp.array.freq_ghz} GHz; {r.costs.switches:g} changes of "
+          f"supply per image, {100 * r.costs.switch_overhead:.3g} % latency waiting for them; max P = "
+          f"{r.max_p:.2e} per MAC; protected bits: {describe_mask(protect)}, detected errors "
+          f"{_DETECTED[args.on_error]}")
+    _print_point(exp.golden, r, exp, exp.array)
+    if args.json:
+        write_run(args.json, exp.golden, r)
+        print(f"results: {args.json}")
+    return 0
+
+
 def _run(args) -> int:
     """An int8 network on the simulated array: clean, then with timing errors
     at one voltage; prints accuracies, golden agreement, error counts and costs."""
@@ -441,13 +485,16 @@ def _run(args) -> int:
     _check_data(args)
     array = _array(args)
     spec = _timing_spec(args, array)
-    spec.check_voltages([args.voltage], array)
+    plan = _schedule_spec(args.schedule) if args.schedule is not None else None
+    spec.check_voltages(sorted(set(plan.values())) if plan else [args.voltage], array)
     protect = _protect_mask(args)
     seed64(args.seed)
     if args.json:
         _writable_file(args.json, "--json")
     world = _world(args)
     exp = _experiment(args, array, spec, world)
+    if plan:
+        return _run_schedule(args, exp, plan, protect, world)
     if world.is_main:
         what = ("torchvision's int8 MobileNetV2" if args.model == PAPER_MODEL else
                 f"{args.model}, post-training int8 on the first {args.ptq_images} images")
@@ -648,6 +695,10 @@ def build_parser() -> argparse.ArgumentParser:  # long: one declaration per sub-
     r = sub.add_parser("run", parents=[_data_options(required=True), hw, energy, timing, faults],
                        help="an int8 network (MobileNetV2 by default) with timing errors at one voltage")
     r.add_argument("--voltage", type=float, default=0.5, help="supply voltage, V (default: 0.5)")
+    r.add_argument("--schedule", default=None, metavar="KIND=V,...",
+                   help="each layer at its own supply instead of --voltage: 'KEY=V,...' with keys layer kinds "
+                        "(stem, depthwise, expand, project, linear, ...), layer names or 'default', or a JSON "
+                        "file {key: V}"),
     r.add_argument("--json", default=None, metavar="FILE",
                    help="also write the clean accuracies and the result row to this JSON file")
     r.set_defaults(func=_run)

@@ -82,6 +82,15 @@ class EnergyParams:
             pitch of a 256 x 256 array in TPU v1's ~80 mm^2). An estimate
             to a factor of two; it sets how much the dataflow's data
             movement weighs (0 leaves only MACs and leakage).
+        supply_decap_f: decoupling capacitance of the array's supply,
+            farads, charged or discharged at each change of voltage between
+            layers (per-layer schedules): 80 nF, a tenth of TPU v1's
+            ~80 mm^2 matrix unit as MOS decap at ~10 nF/mm^2 (thin-oxide
+            capacitance, 28-45 nm). A change from V_a to V_b costs
+            supply_decap_f * |V_b^2 - V_a^2| / 2 (regulator losses not
+            counted): a fraction of a nJ for tens of mV, against mJ per
+            image, so this estimate hardly matters; the switching time
+            (ArrayConfig.dvfs_switch_ns) does.
     """
 
     e_mac_nom: float = 0.3e-12
@@ -92,6 +101,7 @@ class EnergyParams:
     razor_bit_fraction: float = 0.01
     power_gating: float = 0.0
     e_bit_hop: float = 6e-15
+    supply_decap_f: float = 80e-9
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -106,6 +116,11 @@ class EnergyParams:
         """P_leak(V) / P_leak(V_nom)."""
         return (volts / array.v_nominal) * math.exp(
             -self.dibl * (array.v_nominal - volts) / (self.n_sub * self.kt_q))
+
+    def switch_j(self, v_from: float, v_to: float) -> float:
+        """Energy of one change of the supply from ``v_from`` to ``v_to`` (V),
+        joules: the decoupling capacitance's charge moved."""
+        return self.supply_decap_f * abs(v_to ** 2 - v_from ** 2) / 2
 
     def leak_power_array(self, volts: float, array: ArrayConfig) -> float:
         """Leakage power of the whole R x C array at ``volts``, watts."""

@@ -22,9 +22,10 @@ from .energy import EnergyParams
 from .evaluate import Accuracy, Counts, Evaluation, Golden, evaluate
 from .hardware import ON_ERRORS, ArrayConfig
 from .nn.config import FaultConfig
-from .nn.layers import model_width, set_faults, systolic_layers
+from .nn.layers import layer_kinds, model_width, set_faults, systolic_layers
 from .nn.probe import forward_pass
 from .results import PointResult
+from .schedule import Schedule, mean_voltage
 from .timing import ErrorTable, LayerTiming, TimingSpec
 
 # Per-bit error probabilities, float64 [W]: one table for every layer, or
@@ -146,26 +147,55 @@ class Experiment:
         shapes = {n: ev.shapes[n] for n, _ in systolic_layers(self.model) if n in ev.shapes}
         return Golden(ev.pred, ev.accuracy(), ev.seconds, shapes)
 
-    def point(self, volts: float, p_bits: Rates, mask: int, seed: int, strategy: str,
+    @property
+    def kinds(self) -> Dict[str, str]:
+        """{layer name: kind} (:func:`pyvs.nn.layers.layer_kinds`), the model's order."""
+        return layer_kinds(self.model)
+
+    def point(self, volts: Union[float, Schedule], p_bits: Rates, mask: int, seed: int, strategy: str,
               on_error: str = "replay") -> PointResult:
         """The result at per-bit probabilities ``p_bits`` (float64 [W] for
-        every layer, or {layer name: float64 [W]}: those of ``volts``, V)
+        every layer, or {layer name: float64 [W]}: those of ``volts``, V, or
+        of a per-layer schedule {layer name: V}, see :meth:`schedule_point`)
         with the ``mask`` bits protected; ``on_error``: what a detected error
         does, 'replay' (a stall) or 'drop' (TE-Drop: the MAC's update is
         lost, no stall)."""
         if on_error not in ON_ERRORS:
             raise ValueError(f"on_error must be one of {', '.join(ON_ERRORS)}, got {on_error!r}")
-        key = self.key(volts, p_bits, mask, seed, on_error)
+        schedule = dict(volts) if isinstance(volts, dict) else {}
+        where = tuple(schedule.items()) if schedule else volts
+        key = self.key(where, p_bits, mask, seed, on_error)
         if key not in self._done:
-            self._done[key] = self._measure(p_bits, mask, seed, f"{volts:.3f} V {strategy} {mask:#x}", on_error)
+            desc = f"{'schedule' if schedule else f'{volts:.3f} V'} {strategy} {mask:#x}"
+            self._done[key] = self._measure(p_bits, mask, seed, desc, on_error)
         accuracy, counts, seconds = self._done[key]
         bits = bin(mask).count("1")
         replays = counts.corrected_per_layer if on_error == "replay" else {}
-        return PointResult(voltage=volts, strategy=strategy, seed=seed, protect=f"{mask:#010x}",
+        voltage = mean_voltage(schedule, self.workload.macs_by_layer) if schedule else volts
+        return PointResult(voltage=voltage, strategy=strategy, seed=seed, protect=f"{mask:#010x}",
                            protected_bits=bits, accuracy=accuracy, counts=counts,
-                           costs=self.workload.costs(volts, bits, replays),
+                           costs=self.workload.costs(schedule or volts, bits, replays),
                            max_p=float(per_bit_max(p_bits).max()), evaluations=1, seconds=seconds,
-                           on_error=on_error)
+                           on_error=on_error, schedule=schedule)
+
+    def schedule_rates(self, schedule: Schedule) -> Dict[str, torch.Tensor]:
+        """Each layer's per-bit rates at its own voltage of ``schedule``
+        ({layer name: V}, every systolic layer)."""
+        self.timing.check_voltages(sorted(set(schedule.values())), self.array)
+        return self.error_table(sorted(set(schedule.values()))).schedule_rates(schedule)
+
+    def schedule_point(self, schedule: Schedule, mask: int, seed: int, strategy: str,
+                       on_error: str = "replay") -> PointResult:
+        """The result with every layer at its own supply (``schedule``:
+        {layer name: V} for every systolic layer, :func:`pyvs.schedule.resolve`);
+        latency and energy count the changes of supply."""
+        layers = [n for n, _ in systolic_layers(self.model)]
+        if sorted(schedule) != sorted(layers):
+            raise ValueError("the schedule must give every systolic layer a voltage "
+                             f"(missing {sorted(set(layers) - set(schedule))[:3]}, "
+                             f"unknown {sorted(set(schedule) - set(layers))[:3]})")
+        schedule = {n: float(schedule[n]) for n in layers}
+        return self.point(schedule, self.schedule_rates(schedule), mask, seed, strategy, on_error)
 
     def _measure(self, p_bits: Rates, mask: int, seed: int, desc: str,
                  on_error: str = "replay") -> Tuple[Accuracy, Counts, float]:

@@ -46,6 +46,11 @@ class ArrayConfig:
             the output drains ('os') are hidden.
         batch: images sharing each weight load in the latency and energy
             models (1: single-image latency).
+        dvfs_switch_ns: how long the array waits for its supply to settle
+            at each change of voltage between layers (per-layer schedules,
+            :mod:`pyvs.schedule`), ns: 20 (on-chip switching regulators
+            change their output in tens of ns, off-chip ones in tens of us:
+            W. Kim, M. Gupta, G.-Y. Wei, D. Brooks, HPCA 2008). 0: free.
     """
 
     dataflow: str = "ws"
@@ -56,6 +61,7 @@ class ArrayConfig:
     replay_cycles: int = 1
     overlap_weight_load: bool = False
     batch: int = 1
+    dvfs_switch_ns: float = 20.0
 
     def __post_init__(self):
         if self.dataflow not in DATAFLOWS:
@@ -75,6 +81,9 @@ class ArrayConfig:
             raise ValueError(f"replay_cycles must be >= 0, got {self.replay_cycles}")
         if self.batch < 1:
             raise ValueError(f"batch must be >= 1, got {self.batch}")
+        value = self.dvfs_switch_ns
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"ArrayConfig.dvfs_switch_ns must be a number of ns >= 0, got {value!r}")
 
     def tile_rows(self, k: int) -> int:
         """MACs per partial sum for a reduction of length k: the array's
@@ -85,4 +94,4 @@ class ArrayConfig:
         return dataclasses.asdict(self)
 
 
-__all__ = ["ArrayConfig", "ROWS", "COLS", "CLOCK_GHZ", "V_NOMINAL", "ACC_BITS", "DATAFLOWS"]
+__all__ = ["ArrayConfig", "ROWS", "COLS", "CLOCK_GHZ", "V_NOMINAL", "ACC_BITS", "DATAFLOWS", "ON_ERRORS"]

@@ -16,7 +16,7 @@ PKG = ROOT / "pyvs"
 # the steps to its left, never from the right.
 STEPS = [
     ["pyvs.checks", "pyvs.accumulator", "pyvs.files", "pyvs.distributed",  # shared facts, checks, scale-out,
-     "pyvs.hardware"],                                     # the hardware and its defaults
+     "pyvs.hardware", "pyvs.schedule"],                    # the hardware, its defaults, per-layer supplies
     ["pyvs.timing"],                                       # voltage -> error table
     ["pyvs.ops", "pyvs.reference"],                        # error table -> op
     ["pyvs.nn"],                                           # op -> layer -> model

@@ -184,6 +184,24 @@ def test_sweep_on_the_gpu_equals_the_cpu(tmp_path):
     assert rows["cpu"] == rows["cuda"]
 
 
+def test_a_folder_from_before_the_switching_costs_resumes_but_not_one_without_data_movement(tmp_path):
+    # Fields added to the array and energy models later: those that price only
+    # what an older folder cannot hold (changes of supply between layers) are
+    # not a reason to refuse it; one that changes its energies is.
+    q, batches = _setup(32)
+    run_sweep(q, batches, str(tmp_path), [0.9], ["none"])
+    path = tmp_path / "meta.json"
+    meta = json.loads(path.read_text())
+    del meta["array"]["dvfs_switch_ns"], meta["energy"]["supply_decap_f"]
+    path.write_text(json.dumps(meta))
+    assert len(run_sweep(q, batches, str(tmp_path), [0.9, 0.8], ["none"])) == 2
+    meta = json.loads(path.read_text())
+    del meta["energy"]["e_bit_hop"]
+    path.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="holds a sweep with other energy"):
+        run_sweep(q, batches, str(tmp_path), [0.9], ["none"])
+
+
 def test_a_folder_is_never_resumed_on_other_data_or_another_model(tmp_path):
     q, batches = _setup(32)
     run_sweep(q, batches, str(tmp_path), [0.9], ["none"])

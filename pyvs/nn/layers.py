@@ -36,6 +36,7 @@ from ..accumulator import check_width
 from ..checks import integer
 from ..hardware import ACC_BITS
 from ..ops import quantize, requantize, systolic_matmul
+from ..schedule import resolve
 from .config import FaultConfig
 from .int8 import QRANGE, check_dtype, f32
 from .probe import current_pass
@@ -310,6 +311,34 @@ def systolic_layers(model: nn.Module) -> List[Tuple[str, SystolicLayer]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, SystolicLayer)]
 
 
+LAYER_KINDS = ("stem", "depthwise", "grouped", "expand", "project", "pointwise", "conv", "linear")
+
+
+def layer_kinds(model: nn.Module) -> Dict[str, str]:
+    """{qualified name: kind} of every systolic layer, in the model's order:
+    'stem' (the first layer), 'linear', 'depthwise' (one channel per group),
+    'grouped' (other grouped convs), 1x1 convs 'expand' / 'project' /
+    'pointwise' (more / fewer / as many output as input channels), 'conv'
+    (any other convolution). What per-kind voltage schedules and the timing
+    study group layers by."""
+    kinds = {}
+    for i, (name, layer) in enumerate(systolic_layers(model)):
+        if i == 0:
+            kinds[name] = "stem"
+        elif isinstance(layer, SystolicLinear):
+            kinds[name] = "linear"
+        elif layer.depthwise:
+            kinds[name] = "depthwise"
+        elif layer.groups > 1:
+            kinds[name] = "grouped"
+        elif layer.kernel_size == (1, 1):
+            cin, cout = layer.in_channels, layer.out_channels
+            kinds[name] = "expand" if cout > cin else "project" if cout < cin else "pointwise"
+        else:
+            kinds[name] = "conv"
+    return kinds
+
+
 def model_width(model: nn.Module) -> int:
     """The accumulator width of a converted model's layers, bits (a
     ValueError if it has none or they differ)."""
@@ -319,6 +348,19 @@ def model_width(model: nn.Module) -> int:
     if len(widths) > 1:
         raise ValueError(f"the model's layers have different accumulator widths {sorted(widths)}")
     return widths.pop()
+
+
+def set_schedule(model: nn.Module, table, schedule, **fault) -> Dict[str, float]:
+    """Runs every systolic layer at its own supply: ``table`` a
+    :class:`pyvs.timing.ErrorTable` holding every voltage used (per-layer
+    tables give each layer its own rates), ``schedule`` one voltage or
+    {layer kind, layer name or 'default': V} (:func:`pyvs.schedule.resolve`),
+    ``fault`` the other :class:`FaultConfig` fields (protect, seed, rows,
+    dataflow, on_error, impl). Returns the resolved schedule {layer: V}."""
+    resolved = resolve(schedule, layer_kinds(model))
+    rates = table.schedule_rates(resolved)
+    set_faults(model, {name: FaultConfig(rates[name], **fault) for name in resolved})
+    return resolved
 
 
 def set_faults(model: nn.Module, config: Union[FaultConfig, Dict[str, FaultConfig], None]) -> None:

@@ -79,6 +79,13 @@ class ErrorTable:
             return self.p_bits(volts)
         return {name: self.p_bits(volts, name) for name in self.layers}
 
+    def schedule_rates(self, schedule) -> dict:
+        """What the layers take when each runs at its own supply:
+        ``schedule`` {layer name: V on the grid} -> {layer name: float64
+        [acc_bits]} (the layer's own row where the table has layers, else
+        the table's row at that voltage)."""
+        return {name: self.p_bits(v, name if self.layers else None) for name, v in schedule.items()}
+
 
 def _number(x) -> bool:
     """A finite int or float (JSON's true and false are not numbers here)."""
