@@ -597,6 +597,53 @@ def _sweep_notes(args, grid, exp) -> None:
               "--device cuda or --limit is the usual choice", file=sys.stderr)
 
 
+def _schedule(args) -> int:
+    """The joint search: per-layer voltages, protected bits and replay or
+    TE-Drop, searched on the first images, reported on the rest."""
+    from .ops import seed64
+    from .report import schedule_report
+    from .schedule_search import GROUPINGS, Search, SearchConfig, split_batches
+    from .sweep import check_writable
+
+    _check_data(args)
+    array = _array(args)
+    spec = _timing_spec(args, array)
+    volts = spec.check_voltages(_numbers(args.voltages, "--voltages"), array)
+    latencies = _numbers(args.latency_budgets, "--latency-budgets")
+    if not latencies or any(not 0 <= x <= 100 for x in latencies):
+        raise UserError(f"--latency-budgets must be per cents in [0, 100], got {args.latency_budgets}")
+    if args.groups not in GROUPINGS:
+        raise UserError(f"--groups {args.groups!r} is not one of {', '.join(GROUPINGS)}")
+    budget = _budget(args)
+    seed64(args.seed)
+    config = SearchConfig(tuple(volts), tuple(x / 100 for x in latencies), budget.accuracy, args.groups, args.seed)
+    if os.environ.get("WORLD_SIZE", "1").strip() not in ("1", ""):
+        raise UserError("the schedule search runs in one process; start it without torchrun")
+    check_writable(args.out)
+    exp = _experiment(args, array, spec, _world(args))
+    n = exp.n_images
+    k = n // 2 if args.search_images is None else integer(args.search_images, "--search-images", 1)
+    if not 1 <= k < n:
+        raise UserError(f"--search-images must leave images to report on: 1 <= N < {n}, got {k}")
+    first, rest = split_batches(exp.batches, k)
+    search_exp = exp.on_images(first, 0)
+    print(f"joint search on images 0..{k - 1}, reported on images {k}..{n - 1}; grid {', '.join(map(str, volts))} V; "
+          f"latency budgets {', '.join(f'{x:g} %' for x in latencies)}; groups: {args.groups}")
+    try:
+        Search(search_exp, search_exp.on_images(rest, k), config, args.out).run()
+    except KeyboardInterrupt:
+        if args.debug or os.environ.get("PYVS_DEBUG"):
+            raise
+        print(f"pyvs schedule: interrupted; every finished evaluation is saved in {args.out}; "
+              "run the same command again to resume", file=sys.stderr)
+        return 130
+    paths = schedule_report(args.out)
+    with open(paths[-1]) as f:
+        print(f.read())
+    print("wrote " + ", ".join(paths))
+    return 0
+
+
 def _slack(args) -> int:
     """Guard-band x voltage: latency overhead with every erring bit
     protected, the lowest voltage per guard-band within the budgets, and the
@@ -729,6 +776,21 @@ def build_parser() -> argparse.ArgumentParser:  # long: one declaration per sub-
                     help="also measure 'auto' at N grid voltages under each guard-band's frontier "
                          "(one resumable sweep per guard-band in OUT/gbG; default: 0)")
     sl.set_defaults(func=_slack)
+
+    sc = sub.add_parser("schedule", parents=[_data_options(required=True), hw, energy, timing, budget],
+                        help="the joint search: per-layer voltages, protected bits and replay or TE-Drop "
+                             "within budgets, searched on part of the images and reported on the rest")
+    sc.add_argument("--out", default="schedule", help="output folder; resumed if present (default: schedule)")
+    sc.add_argument("--voltages", default="0.53,0.525,0.52,0.515,0.51,0.505,0.5",
+                    help="the grid every layer's supply is chosen from, V (default: %(default)s)")
+    sc.add_argument("--latency-budgets", default="0.001,1",
+                    help="comma-separated latency budgets, %% (default: %(default)s: the paper's and 1 %%)")
+    sc.add_argument("--groups", default="kind", metavar="{kind,layer}",
+                    help="what shares a supply: layers of a kind, or each layer alone (default: kind)")
+    sc.add_argument("--search-images", type=int, default=None, metavar="N",
+                    help="search on the first N images, report on the rest (default: half)")
+    sc.add_argument("--seed", type=int, default=0, help="random seed of the timing errors (default: 0)")
+    sc.set_defaults(func=_schedule)
 
     rp = sub.add_parser("report", parents=[budget], help="plots and a Markdown table from a sweep's results folder")
     rp.add_argument("results", help="results folder of pyvs sweep")

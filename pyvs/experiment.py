@@ -83,6 +83,25 @@ class Experiment:
             other._layer_timing = self._layer_timing
         return other
 
+    def on_images(self, batches: list, first_image: int) -> "Experiment":
+        """The same model, array, energy and timing, and the same per-layer
+        tables (captured from this experiment's images), on other images
+        (``batches``, starting at global image ``first_image``): what the
+        joint search reports on."""
+        other = Experiment(self.model, batches, array=self.array, energy=self.energy, timing=self.timing,
+                           device=self.device, progress=self.progress, world=self.world, first_image=first_image)
+        if self.timing.needs_operands:
+            other._layer_timing = self.layer_timing()
+        return other
+
+    def remember(self, row: PointResult) -> None:
+        """Takes a finished point's outcome (a row this experiment made, e.g.
+        read back from a folder) as evaluated, so that it is not run again."""
+        where = row.schedule or row.voltage
+        p = self.schedule_rates(row.schedule) if row.schedule else self.error_table([row.voltage]).rates(row.voltage)
+        key = self.key(tuple(where.items()) if row.schedule else where, p, row.mask, row.seed, row.on_error)
+        self._done.setdefault(key, (row.accuracy, row.counts, row.seconds))
+
     @property
     def golden(self) -> Golden:
         if self._golden is None:

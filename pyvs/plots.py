@@ -242,3 +242,57 @@ def slack_heatmap(m, latency_budget: float, lowest: Sequence, implied, path: str
     bx.set_ylabel("lowest supply voltage (V)")
     bx.legend(fontsize=8)
     _save(fig, path)
+
+
+def schedule_voltages(schedules: Dict[str, Dict[str, float]], kinds: Dict[str, str], title: str, path: str) -> None:
+    """The supply of every layer (x: the layers in the model's order) for
+    each named schedule (one panel each), bars coloured by layer kind."""
+    names = list(kinds)
+    order = list(dict.fromkeys(kinds.values()))
+    colours = {k: plt.get_cmap("tab10")(i % 10) for i, k in enumerate(order)}
+    fig, axes = plt.subplots(len(schedules), 1, figsize=(12, 1.0 + 2.2 * len(schedules)), dpi=110, sharex=True,
+                             squeeze=False)
+    all_v = [v for s in schedules.values() for v in s.values()]
+    lo, hi = min(all_v), max(all_v)
+    base, top = lo - max(0.005, 0.5 * (hi - lo)), hi + max(0.002, 0.1 * (hi - lo))  # bars rise from below the lowest
+    for ax, (label, s) in zip(axes[:, 0], schedules.items()):
+        x = np.arange(len(names))
+        ax.bar(x, [s[n] - base for n in names], bottom=base, color=[colours[kinds[n]] for n in names], width=0.85)
+        ax.set_ylim(base, top)
+        ax.set_ylabel("supply (V)")
+        ax.set_title(label, fontsize=9, loc="left")
+        ax.grid(axis="y", alpha=0.3)
+    axes[-1, 0].set_xticks(np.arange(len(names)))
+    axes[-1, 0].set_xticklabels(names, rotation=90, fontsize=6)
+    axes[-1, 0].set_xlabel("layer, in the order the array runs them")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=colours[k]) for k in order]
+    axes[0, 0].legend(handles, order, fontsize=7, ncol=len(order), loc="lower right", bbox_to_anchor=(1.0, 1.02),
+                      frameon=False)
+    fig.suptitle(title, fontsize=10, x=0.02, ha="left")
+    _save(fig, path)
+
+
+def families_pareto(points: Dict[str, List[Tuple[float, float]]], chosen: Dict[str, Tuple[float, float]],
+                    title: str, path: str) -> None:
+    """Energy saving (x, %) against accuracy loss (y, points) of every
+    evaluated point of each family (hollow markers), and each family's chosen
+    point (filled, larger)."""
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
+    for i, (family, xy) in enumerate(points.items()):
+        st = _style(i, len(points))
+        colour = plt.get_cmap("tab10")(i % 10)
+        if xy:
+            x, y = zip(*xy)
+            ax.plot(np.array(x) * 100, np.array(y) * 100, ls="none", marker=st["marker"], mfc="none",
+                    mec=colour, ms=6, label=f"{family}: evaluated")
+        if family in chosen:
+            cx, cy = chosen[family]
+            ax.plot([cx * 100], [cy * 100], ls="none", marker=st["marker"], color=colour, ms=11, mec="black",
+                    label=f"{family}: chosen")
+    ax.set_yscale("symlog", linthresh=0.1)
+    ax.set_xlabel("energy saving vs. the nominal voltage (%)")
+    ax.set_ylabel("accuracy loss: max of top-1 and agreement (points; log above 0.1)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left")
+    ax.set_title(title, fontsize=9)
+    _save(fig, path)

@@ -146,3 +146,62 @@ def slack_report(study: SlackStudy, out_dir: str) -> List[str]:
     plots.slack_heatmap(study.map, study.settings["latency_budget"], lowest, study.implied_guard_band, paths[1],
                         model=study.settings["timing"]["model"])
     return paths
+
+
+def schedule_table(choices, meta: dict) -> str:
+    """The joint search's table: per latency budget, each family's chosen
+    configuration on the report images (search images in brackets)."""
+    from .schedule import describe
+    kinds = meta.get("kinds", {})
+    lines = [f"Searched on {meta.get('search_images')} images, reported on the other {meta.get('report_images')} "
+             f"(95 % intervals); accuracy budget {100 * meta['config']['accuracy']:g} points of top-1 and of golden "
+             "agreement.", "",
+             "| latency budget | configuration | supplies | protected bits | on error | top-1 (%) [95 % CI] | "
+             "agreement (%) | latency | energy saving | search: saving, latency | evaluations |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for c in choices:
+        r, s = c.report, c.search
+        volts = sorted(set(s.schedule.values()))
+        supplies = f"{volts[0]:g} V" if len(volts) == 1 else describe(s.schedule, kinds)
+        lines.append(f"| {100 * c.latency_budget:g} % | {c.family} | {supplies} | {describe_mask(s.mask)} | "
+                     f"{s.on_error} | {100 * r.accuracy.top1:.1f} [{100 * r.accuracy.top1_lo:.1f}, "
+                     f"{100 * r.accuracy.top1_hi:.1f}] | {100 * r.accuracy.agree:.1f} | "
+                     f"{100 * r.costs.latency_overhead:.3g} % | {100 * r.costs.energy_saving:.2f} % | "
+                     f"{100 * s.costs.energy_saving:.2f} %, {100 * s.costs.latency_overhead:.3g} % | "
+                     f"{c.evaluations} |")
+    return "\n".join(lines) + "\n"
+
+
+def schedule_report(out_dir: str) -> List[str]:
+    """Writes the joint search's schedule.md, schedule_voltages.png and
+    schedule_pareto.png into out_dir; returns their paths."""
+    from .schedule_search import META, load_chosen, search_rows
+    choices = load_chosen(out_dir)
+    with open(os.path.join(out_dir, META)) as f:
+        meta = json.load(f)
+    path = lambda name: os.path.join(out_dir, name)  # noqa: E731
+    kinds = meta["kinds"]
+    picked = {f"{c.family}, latency budget {100 * c.latency_budget:g} %: saving "
+              f"{100 * c.report.costs.energy_saving:.2f} %": c.search.schedule
+              for c in choices if c.family.startswith("schedule") and c.report}
+    model = meta.get("model", "MobileNetV2")
+    if picked:
+        plots.schedule_voltages(picked, kinds, f"{model}: the supply of every layer in the chosen schedules",
+                                path("schedule_voltages.png"))
+    points = {}
+    for split, r in search_rows(out_dir):
+        if split == "search":
+            family = r.strategy[:-len("-search")] if r.strategy.endswith("-search") else r.strategy
+            points.setdefault(family, []).append((r.costs.energy_saving,
+                                                  max(r.accuracy.top1_loss, r.accuracy.agree_loss)))
+    chosen = {}
+    for c in sorted(choices, key=lambda c: c.latency_budget):  # the loosest latency budget's choice per family
+        chosen[c.family] = (c.search.costs.energy_saving, max(c.search.accuracy.top1_loss, c.search.accuracy.agree_loss))
+    loosest = max(c.latency_budget for c in choices) if choices else 0
+    plots.families_pareto(points, chosen, f"{model}: every point the joint search evaluated on its "
+                          f"{meta.get('search_images')} search images\n(filled: the choice within "
+                          f"{100 * loosest:g} % latency)", path("schedule_pareto.png"))
+    with open(path("schedule.md"), "w") as f:
+        f.write(schedule_table(choices, meta))
+    out = [path("schedule_pareto.png"), path("schedule.md")]
+    return ([path("schedule_voltages.png")] if picked else []) + out

@@ -151,6 +151,22 @@ def test_sweep_checks_its_own_arguments(extra, words, data_dir, capsys, no_loadi
 
 
 @pytest.mark.parametrize("extra,words", [
+    (["--voltages", "0.52,x"], "not a comma-separated list of numbers"),
+    (["--voltages", "0.52,1.5"], "outside the timing model's range"),
+    (["--latency-budgets", "1,-1"], "--latency-budgets must be per cents in [0, 100]"),
+    (["--latency-budgets", "a"], "not a comma-separated list of numbers"),
+    (["--groups", "block"], "--groups 'block' is not one of kind, layer"),
+    (["--budget", "-1"], "--budget must be >= 0 points of top-1"),
+    (["--seed", str(2**64)], "seed must fit in 64 bits"),
+    (["--dvfs-switch-ns", "-5"], "--dvfs-switch-ns must be >= 0.0"),
+])
+def test_schedule_checks_its_own_arguments(extra, words, data_dir, capsys, no_loading):
+    code, out, err = run_cli(["schedule", "--data", data_dir] + extra, capsys)
+    _one_line_error(code, err, "schedule")
+    assert words in err, err
+
+
+@pytest.mark.parametrize("extra,words", [
     (["--timing-model", "static-uniform"], "use --timing-model event"),
     (["--guard-bands", "0.1,-1"], "--guard-bands must be >= 0"),
     (["--guard-bands", "0.1,x"], "not a comma-separated list of numbers"),

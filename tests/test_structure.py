@@ -25,7 +25,7 @@ STEPS = [
     ["pyvs.latency", "pyvs.energy", "pyvs.costs", "pyvs.strategies"],  # what a point costs
     ["pyvs.results"],                                      # the result row and its files
     ["pyvs.experiment"],                                   # evaluation + costs -> result row
-    ["pyvs.sweep", "pyvs.slack"],                          # a grid of points; guard-band x voltage
+    ["pyvs.sweep", "pyvs.slack", "pyvs.schedule_search"],  # a grid of points; guard-band x voltage; joint search
     ["pyvs.plots", "pyvs.report"],                         # results -> report
     ["pyvs.cli"],                                          # parse, call, print
 ]
