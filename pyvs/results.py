@@ -193,6 +193,30 @@ def write_results(out_dir: str, rows: List[PointResult], search: List[PointResul
         atomic_write(os.path.join(out_dir, CSV), _csv(rows))
 
 
+def write_tagged(path: str, tagged: List[Tuple[dict, PointResult]]) -> None:
+    """A JSON list of result rows, each with its tags (keys that are not
+    fields of a row, e.g. which images it ran on) in front; replaced atomically."""
+    clash = sorted({k for tags, _ in tagged for k in tags} & set(FIELDS))
+    if clash:
+        raise ValueError(f"tags {clash} would hide fields of the result rows")
+    atomic_write(path, json.dumps([{**tags, **r.row()} for tags, r in tagged], indent=1))
+
+
+def read_tagged(path: str) -> List[Tuple[dict, PointResult]]:
+    """What :func:`write_tagged` wrote: (tags, row) pairs, in order."""
+    with open(path) as f:
+        doc = json.load(f)
+    if not isinstance(doc, list):
+        raise ValueError(f"{path!r} must hold a JSON list of result rows")
+    out = []
+    for d in doc:
+        if not isinstance(d, dict):
+            raise ValueError(f"{path!r}: every entry must be an object, got {type(d).__name__}")
+        tags = {k: v for k, v in d.items() if k not in FIELDS}
+        out.append((tags, PointResult.from_dict({k: v for k, v in d.items() if k in FIELDS})))
+    return out
+
+
 def write_meta(out_dir: str, meta: dict) -> None:
     atomic_write(os.path.join(out_dir, META), json.dumps(meta, indent=1))
 

@@ -50,7 +50,7 @@ import torch
 
 from .experiment import Experiment
 from .files import atomic_write
-from .results import PointResult, load_golden, save_golden
+from .results import PointResult, load_golden, read_tagged, save_golden, write_tagged
 from .schedule import Schedule
 from .strategies import Budget, auto_select, bit_ranking
 from .sweep import fingerprint_batches, fingerprint_model
@@ -152,8 +152,7 @@ class Search:
 
     def _record(self, split: str, row: PointResult) -> None:
         self.rows.append((split, row))
-        doc = [{"split": s, **r.row()} for s, r in self.rows]
-        atomic_write(os.path.join(self.out_dir, EVALUATIONS), lambda f: f.write(json.dumps(doc).encode()))
+        write_tagged(os.path.join(self.out_dir, EVALUATIONS), [({"split": s}, r) for s, r in self.rows])
         if self._bar is not None:
             self._bar.update(self.exp.n_images if split == "search" else self.report_exp.n_images)
 
@@ -304,7 +303,7 @@ class Search:
             if old != json.loads(json.dumps(meta)):
                 raise ValueError(f"{self.out_dir!r} holds another search (other images, grid, budgets or models); "
                                  "use a new output folder")
-        atomic_write(path, lambda f: f.write(json.dumps(meta, indent=1).encode()))
+        atomic_write(path, json.dumps(meta, indent=1))
         for split, exp in (("search", self.exp), ("report", self.report_exp)):
             folder = os.path.join(self.out_dir, split)
             os.makedirs(folder, exist_ok=True)
@@ -316,17 +315,18 @@ class Search:
         path = os.path.join(self.out_dir, EVALUATIONS)
         if not os.path.exists(path):
             return
-        with open(path) as f:
-            for d in json.load(f):
-                split = d.pop("split")
-                row = PointResult.from_dict(d)
-                (self.exp if split == "search" else self.report_exp).remember(row)
-                self.rows.append((split, row))
+        for tags, row in read_tagged(path):
+            (self.exp if tags["split"] == "search" else self.report_exp).remember(row)
+            self.rows.append((tags["split"], row))
 
     def _write_chosen(self, choices: List[Choice]) -> None:
-        doc = [{"family": c.family, "latency_budget": c.latency_budget, "search_evaluations": c.evaluations,
-                "search": c.search.row(), "report": c.report.row() if c.report else None} for c in choices]
-        atomic_write(os.path.join(self.out_dir, CHOSEN), lambda f: f.write(json.dumps(doc, indent=1).encode()))
+        tagged = []
+        for i, c in enumerate(choices):
+            tags = {"choice": i, "family": c.family, "latency_budget": c.latency_budget,
+                    "search_evaluations": c.evaluations}
+            tagged += [({**tags, "split": "search"}, c.search)] + ([({**tags, "split": "report"}, c.report)]
+                                                                  if c.report else [])
+        write_tagged(os.path.join(self.out_dir, CHOSEN), tagged)
 
 
 def load_chosen(out_dir: str) -> List[Choice]:
@@ -334,17 +334,18 @@ def load_chosen(out_dir: str) -> List[Choice]:
     path = os.path.join(out_dir, CHOSEN)
     if not os.path.exists(path):
         raise ValueError(f"{out_dir!r} holds no finished schedule search ({CHOSEN})")
-    with open(path) as f:
-        doc = json.load(f)
-    return [Choice(d["family"], d["latency_budget"], PointResult.from_dict(d["search"]),
-                   PointResult.from_dict(d["report"]) if d["report"] else None, d["search_evaluations"])
-            for d in doc]
+    choices: Dict[int, Choice] = {}
+    for tags, row in read_tagged(path):
+        c = choices.setdefault(tags["choice"], Choice(tags["family"], tags["latency_budget"], row,
+                                                      evaluations=tags["search_evaluations"]))
+        if tags["split"] == "report":
+            c.report = row
+    return list(choices.values())
 
 
 def search_rows(out_dir: str) -> List[Tuple[str, PointResult]]:
     """Every evaluation of a search folder: (split, row)."""
-    with open(os.path.join(out_dir, EVALUATIONS)) as f:
-        return [(d.pop("split"), PointResult.from_dict(d)) for d in json.load(f)]
+    return [(tags["split"], row) for tags, row in read_tagged(os.path.join(out_dir, EVALUATIONS))]
 
 
 def split_batches(batches: Sequence, n: int) -> Tuple[list, list]:
