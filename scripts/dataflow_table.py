@@ -56,7 +56,7 @@ def studies(ws: dict, os_: dict) -> None:
           + " |")
 
 
-def sweeps(folders, budget: Budget) -> None:
+def sweeps(folders, budgets) -> None:
     loaded = [load_results(f) for f in folders]
     names = [m.get("array", {}).get("dataflow", "ws") for _, _, m in loaded]
     for (rows, _, meta), name in zip(loaded, names):
@@ -78,12 +78,13 @@ def sweeps(folders, budget: Budget) -> None:
                   f"{100 * n.accuracy.top1:.1f} | {describe_mask(a.mask)} | {100 * a.accuracy.top1:.1f} | "
                   f"{100 * a.costs.latency_overhead:.3g} % | {100 * a.costs.energy_saving:.1f} % |")
     print()
-    for (rows, _, _), name in zip(loaded, names):
-        best = verdict(rows, budget)
-        print(f"{name}: lowest voltage within {100 * budget.accuracy:g} points and {100 * budget.latency:g} % latency: "
-              + (f"{best.voltage:.3f} V, {best.strategy} (protects {describe_mask(best.mask)}), "
-                 f"{100 * best.costs.energy_saving:.1f} % less energy, {100 * best.costs.latency_overhead:.3g} % latency"
-                 if best else "none"))
+    for budget in budgets:
+        for (rows, _, _), name in zip(loaded, names):
+            best = verdict(rows, budget)
+            print(f"{name}: lowest voltage within {100 * budget.accuracy:g} points and {100 * budget.latency:g} % "
+                  "latency: " + (f"{best.voltage:.3f} V, {best.strategy} (protects {describe_mask(best.mask)}), "
+                                 f"{100 * best.costs.energy_saving:.1f} % less energy, "
+                                 f"{100 * best.costs.latency_overhead:.3g} % latency" if best else "none"))
 
 
 def main():
@@ -91,7 +92,7 @@ def main():
     ap.add_argument("--studies", nargs=2, metavar=("WS_JSON", "OS_JSON"), required=True,
                     help="timing_study.py outputs for ws and os")
     ap.add_argument("--sweeps", nargs="+", required=True, help="sweep folders (one per dataflow)")
-    ap.add_argument("--latency-budget", type=float, default=1.0, help="per cent (default: 1)")
+    ap.add_argument("--latency-budgets", default="0.001,1", help="per cents (default: 0.001,1)")
     ap.add_argument("--budget", type=float, default=0.3, help="points of top-1 and agreement (default: 0.3)")
     args = ap.parse_args()
     docs = [json.load(open(p)) for p in args.studies]
@@ -101,7 +102,8 @@ def main():
         ap.error("the studies predate the toggle statistics: rerun scripts/timing_study.py")
     studies(*docs)
     print()
-    sweeps(args.sweeps, Budget(accuracy=args.budget / 100, latency=args.latency_budget / 100))
+    sweeps(args.sweeps, [Budget(accuracy=args.budget / 100, latency=float(x) / 100)
+                         for x in args.latency_budgets.split(",")])
 
 
 if __name__ == "__main__":
