@@ -195,7 +195,7 @@ class Experiment:
                            protected_bits=bits, accuracy=accuracy, counts=counts,
                            costs=self.workload.costs(schedule or volts, bits, replays),
                            max_p=float(per_bit_max(p_bits).max()), evaluations=1, seconds=seconds,
-                           on_error=on_error, schedule=schedule)
+                           on_error=on_error, schedule=schedule, dataflow=self.array.dataflow)
 
     def schedule_rates(self, schedule: Schedule) -> Dict[str, torch.Tensor]:
         """Each layer's per-bit rates at its own voltage of ``schedule``

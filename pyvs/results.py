@@ -42,7 +42,7 @@ class PointResult:
     the mask in hex; protected_bits; on_error, what a detected error did:
     'replay' or 'drop', TE-Drop; schedule, {layer: V} when the layers ran
     at their own supplies (:mod:`pyvs.schedule`; then voltage is their
-    MAC-weighted mean), else empty), what the
+    MAC-weighted mean), else empty; dataflow, the array's: 'ws' or 'os'), what the
     evaluation scored (:class:`pyvs.evaluate.Accuracy`) and counted
     (:class:`pyvs.evaluate.Counts`), what it costs
     (:class:`pyvs.costs.Costs`: latency fractions, energies in J per
@@ -63,6 +63,7 @@ class PointResult:
     seconds: float
     on_error: str = "replay"
     schedule: Dict[str, float] = dataclasses.field(default_factory=dict)
+    dataflow: str = "ws"
 
     @property
     def key(self) -> Tuple[float, str, int]:
@@ -118,11 +119,11 @@ FIELDS = ["voltage", "strategy", "seed", "protect", "protected_bits",
           "corrected_per_layer", "latency_overhead", "latency_overhead_bound", "energy_j", "energy_saving",
           "energy_dynamic_j", "energy_leakage_j", "energy_razor_j", "energy_replay_j", "max_p",
           "injected_per_bit", "corrected_per_bit", "evaluations", "seconds", "injected_per_layer",
-          "energy_movement_j", "on_error", "energy_switch_j", "switch_overhead", "switches", "schedule"]
+          "energy_movement_j", "on_error", "energy_switch_j", "switch_overhead", "switches", "schedule", "dataflow"]
 # Columns added after the first results folders were made, and what rows
 # read from such a folder get instead.
 LATER = {"injected_per_layer": {}, "energy_movement_j": 0.0, "on_error": "replay", "energy_switch_j": 0.0,
-         "switch_overhead": 0.0, "switches": 0.0, "schedule": {}}
+         "switch_overhead": 0.0, "switches": 0.0, "schedule": {}, "dataflow": "ws"}
 _TYPES = {f.name: f.type for cls in (PointResult, *_PARTS.values()) for f in dataclasses.fields(cls)
           if f.name not in _PARTS}
 assert sorted(FIELDS) == sorted(_TYPES), "FIELDS must name every field of a result row once"

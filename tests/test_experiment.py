@@ -131,3 +131,10 @@ def test_mobilenet_v2_logits_and_counts_on_the_gpu_equal_the_cpu():
     assert out["cpu"][1].keys() == out["cuda"][1].keys()
     assert all(torch.equal(out["cpu"][1][k], out["cuda"][1][k]) for k in out["cpu"][1])
     assert not math.isnan(float(out["cpu"][0].sum()))
+
+
+def test_rows_record_the_dataflow():
+    _, images, q = tiny()
+    for dataflow in ("ws", "os"):
+        exp = Experiment(q, batched(images), array=ArrayConfig(rows=16, dataflow=dataflow), progress=False)
+        assert exp.point(0.5, _p(), 0, seed=1, strategy="none").dataflow == dataflow

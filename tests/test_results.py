@@ -24,7 +24,8 @@ def row(voltage=0.5, strategy="none", seed=0, **kw):
 def test_round_trip_through_both_files(tmp_path):
     rows = [row(), row(0.6, "auto", 2, protect="0xe0000000", protected_bits=3),
             row(0.512, "schedule-drop", 0, protect="0x80000000", protected_bits=1, on_error="drop",
-                schedule={"a": 0.51, "b": 0.52}, switches=2.0, switch_overhead=1e-4, energy_switch_j=1e-10)]
+                schedule={"a": 0.51, "b": 0.52}, switches=2.0, switch_overhead=1e-4, energy_switch_j=1e-10,
+                dataflow="os")]
     write_results(str(tmp_path), rows, [])
     assert load_results(str(tmp_path))[0] == rows
     csv_text = (tmp_path / CSV).read_text()
@@ -93,9 +94,9 @@ def test_a_row_is_its_typed_parts_and_files_hold_it_flat():
     assert list(flat) == FIELDS and PointResult.from_dict(flat) == r
     # The columns are those results.csv has always had (a folder from before the parts still reads).
     assert FIELDS[:6] == ["voltage", "strategy", "seed", "protect", "protected_bits", "n"]
-    assert FIELDS[-11:] == ["injected_per_bit", "corrected_per_bit", "evaluations", "seconds", "injected_per_layer",
+    assert FIELDS[-12:] == ["injected_per_bit", "corrected_per_bit", "evaluations", "seconds", "injected_per_layer",
                             "energy_movement_j", "on_error", "energy_switch_j", "switch_overhead", "switches",
-                            "schedule"]  # columns added later go last, read with their LATER defaults
+                            "schedule", "dataflow"]  # columns added later go last, read with their LATER defaults
 
 
 def test_a_folder_made_before_the_per_layer_injected_column_still_reads(tmp_path):
