@@ -29,6 +29,7 @@ _TECH_OPTIONS = (  # (name, help): the TechParams fields the commands expose
     ("vth", "threshold voltage, V (default: 0.30)"),
     ("alpha", "alpha-power index (default: 1.3)"),
     ("sigma_gate", "sigma/mu of each gate delay (default: 0.05)"),
+    ("sigma_vth_die", "die-to-die sigma of the threshold voltage that sets the corners, V (default: 0.02)"),
 )
 MAX_GRID = 10_000  # voltages a --vmin/--vmax/--step grid may hold
 PAPER_MODEL = "mobilenet_v2_int8"  # the paper's network: torchvision's int8 MobileNetV2
@@ -98,6 +99,8 @@ def _data_options(required: bool) -> argparse.ArgumentParser:
 
 def _timing_options() -> argparse.ArgumentParser:
     from .timing import DEFAULT_MODEL, NAMED_MODELS
+    from .timing.datapath import ADDERS, DEFAULT_ADDER
+    from .timing.params import CORNERS
     from .timing.spec import CALIBRATION_IMAGES, PAIRS_PER_LAYER
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("timing model (pyvs.timing.TimingSpec)")
@@ -106,6 +109,12 @@ def _timing_options() -> argparse.ArgumentParser:
                    + f" (default: {DEFAULT_MODEL} with --data, else event-uniform)")
     for name, text in _TECH_OPTIONS:
         g.add_argument("--" + name.replace("_", "-"), type=float, default=None, help=text)
+    g.add_argument("--corner", choices=list(CORNERS), default="typical",
+                   help="process corner of the die: Vth shifted by +3 (slow), 0 or -3 (fast) sigma-vth-die "
+                        "(default: %(default)s)")
+    g.add_argument("--adder", choices=list(ADDERS), default=DEFAULT_ADDER,
+                   help="the accumulator's adder, on the same clock and gates: ripple-carry, or a "
+                        "parallel-prefix kogge-stone or brent-kung (event models; default: %(default)s)")
     g.add_argument("--calibration-images", type=int, default=CALIBRATION_IMAGES,
                    help="event: images whose operand pairs are captured (default: %(default)s)")
     g.add_argument("--pairs-per-layer", type=int, default=PAIRS_PER_LAYER,
@@ -174,7 +183,7 @@ def _timing_spec(args, array):
     integer(args.calibration_images, "--calibration-images", 2)
     integer(args.pairs_per_layer, "--pairs-per-layer", 1)
     spec = TimingSpec.named(name, calibration_images=args.calibration_images,
-                            pairs_per_layer=args.pairs_per_layer, **tech)
+                            pairs_per_layer=args.pairs_per_layer, corner=args.corner, adder=args.adder, **tech)
     spec.check_voltages([array.v_nominal], array)
     if spec.needs_operands and not getattr(args, "data", None):
         raise UserError(f"--timing-model {name} captures operands from a model: give --data (and --weights), "
@@ -432,7 +441,7 @@ def _print_table(table, spec) -> None:
     W = table.acc_bits
     print(f"P(bit b of one MAC's {W}-bit accumulator {spec.what_errs}) per MAC, {table.freq_ghz} GHz, {spec.model} "
           f"model; Vth={tech.vth} V, alpha={tech.alpha}, guard-band={tech.guard_band}, "
-          f"sigma_gate={tech.sigma_gate}" + ("; MAC-weighted mean of the layers" if table.layers else ""))
+          f"sigma_gate={tech.sigma_gate}, {tech.corner} corner, {spec.options.adder} adder" + ("; MAC-weighted mean of the layers" if table.layers else ""))
     top = list(range(W - 1, max(W - 5, -1), -1))
     print(f"{'V':>6} {'bits >= 1e-12':>14} " + " ".join(f"{'bit ' + str(b):>9}" for b in top))
     for v, row in zip(table.voltages, table.p):

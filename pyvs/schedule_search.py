@@ -53,7 +53,7 @@ from .files import atomic_write
 from .results import PointResult, load_golden, read_tagged, save_golden, write_tagged
 from .schedule import Schedule
 from .strategies import Budget, auto_select, bit_ranking
-from .sweep import fingerprint_batches, fingerprint_model
+from .sweep import as_recorded, fingerprint_batches, fingerprint_model
 
 GROUPINGS = ("kind", "layer")
 FAMILIES = ("global", "global-drop", "schedule", "schedule-drop")  # what the result rows are called
@@ -300,7 +300,7 @@ class Search:
         if os.path.exists(path):
             with open(path) as f:
                 old = json.load(f)
-            if old != json.loads(json.dumps(meta)):
+            if old != as_recorded(old, json.loads(json.dumps(meta))):
                 raise ValueError(f"{self.out_dir!r} holds another search (other images, grid, budgets or models); "
                                  "use a new output folder")
         atomic_write(path, json.dumps(meta, indent=1))

@@ -112,18 +112,33 @@ def check_writable(out_dir: str) -> None:
         raise ValueError(f"cannot write to the output folder {out_dir!r}: {e.strerror or e}") from None
 
 
-# Fields of meta's "array" and "energy" added after folders were made, and the
-# value that reproduces such a folder (None: any value does, for they only
-# price what those folders cannot hold: changes of supply between layers).
-_ADDED = {"array": {"dataflow": "ws", "dvfs_switch_ns": None}, "energy": {"supply_decap_f": None}}
+# Fields of meta's records added after folders were made (nested as in
+# meta), and the value that reproduces such a folder (None: any value does:
+# they only price what those folders cannot hold, such as changes of supply
+# between layers, or they matter only away from the recorded default, as the
+# die-to-die sigma away from the typical corner).
+_ADDED = {"array": {"dataflow": "ws", "dvfs_switch_ns": None}, "energy": {"supply_decap_f": None},
+          "timing": {"tech": {"corner": "typical", "sigma_vth_die": None}}}
 
 
-def _as_recorded(key: str, old, new):
+def _as_recorded(added: dict, old, new):
     """``new`` without the fields that ``old`` predates and that do not change its results."""
     if not isinstance(old, dict) or not isinstance(new, dict):
         return new
-    skip = {f for f, v in _ADDED.get(key, {}).items() if f not in old and (v is None or new.get(f) == v)}
-    return {k: v for k, v in new.items() if k not in skip}
+    out = {}
+    for k, v in new.items():
+        if isinstance(added.get(k), dict):
+            out[k] = _as_recorded(added[k], old.get(k), v)
+        elif not (k in added and k not in old and (added[k] is None or v == added[k])):
+            out[k] = v
+    return out
+
+
+def as_recorded(old: dict, new: dict) -> dict:
+    """The provenance ``new`` as a folder whose provenance is ``old`` would
+    have recorded it: without the fields added since that do not change its
+    results (:data:`_ADDED`)."""
+    return _as_recorded(_ADDED, old, new)
 
 
 def _check_same_sweep(out_dir: str, old: dict, new: dict) -> None:
@@ -131,7 +146,7 @@ def _check_same_sweep(out_dir: str, old: dict, new: dict) -> None:
         raise ValueError(f"{out_dir!r} holds results whose provenance is not recorded (made by an "
                          "older pyvs, or not a sweep folder); use a new output folder")
     for key in _SAME_SWEEP:
-        if old and key in new and old.get(key) != _as_recorded(key, old.get(key), new.get(key)):
+        if old and key in new and old.get(key) != _as_recorded(_ADDED.get(key, {}), old.get(key), new.get(key)):
             what = {"data_sha256": "data", "model_sha256": "model (weights or layer settings)"}.get(key, key)
             raise ValueError(f"{out_dir!r} holds a sweep with other {what} ({str(old.get(key))[:64]}); "
                              "use a new output folder")

@@ -202,6 +202,27 @@ def test_a_folder_from_before_the_switching_costs_resumes_but_not_one_without_da
         run_sweep(q, batches, str(tmp_path), [0.9], ["none"])
 
 
+def test_a_folder_from_before_the_process_corners_resumes_only_at_the_typical_corner(tmp_path):
+    # The technology's corner fields came later: a folder without them was
+    # made at the typical corner, whatever the die-to-die sigma.
+    q, batches = _setup(16)
+
+    def run(volts, **tech):
+        exp = Experiment(q, batches, timing=TimingSpec.named("event-uniform", **tech), progress=False)
+        return sweep(exp, Grid(volts, ["none"], (0,)), Budget(), str(tmp_path))
+    run([0.9])
+    path = tmp_path / "meta.json"
+    meta = json.loads(path.read_text())
+    del meta["timing"]["tech"]["corner"], meta["timing"]["tech"]["sigma_vth_die"]
+    path.write_text(json.dumps(meta))
+    assert len(run([0.9, 0.8], sigma_vth_die=0.03)) == 2
+    meta = json.loads(path.read_text())
+    del meta["timing"]["tech"]["corner"]
+    path.write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="holds a sweep with other timing"):
+        run([0.9], corner="slow")
+
+
 def test_a_folder_is_never_resumed_on_other_data_or_another_model(tmp_path):
     q, batches = _setup(32)
     run_sweep(q, batches, str(tmp_path), [0.9], ["none"])

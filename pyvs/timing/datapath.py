@@ -23,10 +23,16 @@ model of the first pyvs (``act_bits=8``: a signed 8 x 8 multiplier, int8
 operands) is kept as it was, so that its tables and results stay
 reproducible.
 
-Adders: one class per architecture, so that another adder (carry-lookahead,
-Kogge-Stone) can be added without touching callers. Each says how its cells
-are wired (for the simulator) and how the arrival of sum bit b depends on the
-operands (for the analytic model).
+Accumulator adders (:data:`ADDERS`, ``--adder``): one class per
+architecture, each a ``build`` that wires its cells (what the event-driven
+simulator times). The ripple-carry adder is the default and the only one the
+static model's closed form knows; Kogge-Stone and Brent-Kung are the two
+classic parallel-prefix adders (Kogge & Stone, IEEE TC 1973; Brent & Kung,
+IEEE TC 1982): log2(W) levels of prefix cells instead of a W-cell carry
+chain, Kogge-Stone with the fewest levels and the most cells, Brent-Kung
+with 2 log2(W) - 1 levels and about 2W cells. The clock is designed for the
+ripple-carry MAC (:func:`pyvs.timing.clock.clock_period`), so a faster adder
+on the same clock keeps what it saves as slack.
 """
 from __future__ import annotations
 
@@ -117,22 +123,58 @@ def build_multiplier(net: Netlist, a: List[int], w: List[int]) -> List[int]:
     return kogge_stone(net, x, y)
 
 
-def kogge_stone(net: Netlist, x: List[int], y: List[int]) -> List[int]:
-    """Kogge-Stone parallel-prefix adder (mod 2^len(x)): log2(n) levels of
-    (G, P) = (G_hi | P_hi & G_lo, P_hi & P_lo) cells."""
-    n = len(x)
+def _prefix_cell(net: Netlist, G: List[int], P: List[int], hi: int, lo: int, need_p: bool = True) -> Tuple[int, int]:
+    """(G, P) of the span of ``hi`` joined with the span below it that ends at
+    ``lo``: (G_hi | P_hi & G_lo, P_hi & P_lo); P only when a later cell reads it."""
+    g = net.gate("or", G[hi], net.gate("and", P[hi], G[lo]))
+    return g, (net.gate("and", P[hi], P[lo]) if need_p else P[hi])
+
+
+def _prefix_sums(net: Netlist, x: List[int], y: List[int], tree) -> List[int]:
+    """Sum bits of a parallel-prefix adder (mod 2^len(x), carry-in 0):
+    p_i = x_i ^ y_i, g_i = x_i & y_i, ``tree(G, P)`` turns them into the
+    prefix generates G[i] of bits 0..i, and s_i = p_i ^ G[i - 1]."""
     p0 = [net.gate("xor", xi, yi) for xi, yi in zip(x, y)]
-    G = [net.gate("and", xi, yi) for xi, yi in zip(x, y)]
-    P = list(p0)
-    dist = 1
-    while dist < n:
-        G2, P2 = list(G), list(P)
-        for i in range(dist, n):
-            G2[i] = net.gate("or", G[i], net.gate("and", P[i], G[i - dist]))
-            P2[i] = net.gate("and", P[i], P[i - dist])
-        G, P = G2, P2
-        dist *= 2
-    return [p0[0]] + [net.gate("xor", p0[i], G[i - 1]) for i in range(1, n)]
+    G = tree([net.gate("and", xi, yi) for xi, yi in zip(x, y)], list(p0))
+    return [p0[0]] + [net.gate("xor", p0[i], G[i - 1]) for i in range(1, len(x))]
+
+
+def kogge_stone(net: Netlist, x: List[int], y: List[int]) -> List[int]:
+    """Kogge-Stone parallel-prefix adder (mod 2^len(x)): ceil(log2 n) levels,
+    every position combined with the one ``dist`` below it at each level."""
+    n = len(x)
+
+    def tree(G, P):
+        dist = 1
+        while dist < n:
+            G2, P2 = list(G), list(P)
+            for i in range(dist, n):
+                G2[i], P2[i] = _prefix_cell(net, G, P, i, i - dist)
+            G, P = G2, P2
+            dist *= 2
+        return G
+    return _prefix_sums(net, x, y, tree)
+
+
+def brent_kung(net: Netlist, x: List[int], y: List[int]) -> List[int]:
+    """Brent-Kung parallel-prefix adder (mod 2^len(x)): an up-sweep that
+    builds the prefixes of positions 2^k - 1 and spans of powers of two,
+    then a down-sweep that fills the positions in between."""
+    n = len(x)
+
+    def tree(G, P):
+        dist = 1
+        while dist < n:
+            for i in range(2 * dist - 1, n, 2 * dist):
+                G[i], P[i] = _prefix_cell(net, G, P, i, i - dist)
+            dist *= 2
+        dist //= 4
+        while dist >= 1:
+            for i in range(3 * dist - 1, n, 2 * dist):
+                G[i], P[i] = _prefix_cell(net, G, P, i, i - dist, need_p=False)
+            dist //= 2
+        return G
+    return _prefix_sums(net, x, y, tree)
 
 
 class RippleCarryAdder:
@@ -158,7 +200,28 @@ class RippleCarryAdder:
         return sums
 
 
-ADDERS = {"ripple": RippleCarryAdder}
+class KoggeStoneAdder:
+    """W-bit Kogge-Stone adder (:func:`kogge_stone`): ceil(log2 W) levels of
+    prefix cells, about W log2 W of them; every carry path is short."""
+
+    name = "kogge-stone"
+
+    def build(self, net: Netlist, x: List[int], y: List[int]) -> List[int]:
+        return kogge_stone(net, x, y)
+
+
+class BrentKungAdder:
+    """W-bit Brent-Kung adder (:func:`brent_kung`): 2 ceil(log2 W) - 1 levels,
+    about 2W prefix cells: fewer cells than Kogge-Stone, longer paths."""
+
+    name = "brent-kung"
+
+    def build(self, net: Netlist, x: List[int], y: List[int]) -> List[int]:
+        return brent_kung(net, x, y)
+
+
+ADDERS = {cls.name: cls for cls in (RippleCarryAdder, KoggeStoneAdder, BrentKungAdder)}
+DEFAULT_ADDER = "ripple"
 
 
 def adder(name: str):
@@ -179,7 +242,7 @@ class MacNetlist:
     n_multiplier_gates: int
 
 
-def build_mac(acc_bits: int = ACC_BITS, adder_name: str = "ripple", act_bits: int = 8,
+def build_mac(acc_bits: int = ACC_BITS, adder_name: str = DEFAULT_ADDER, act_bits: int = 8,
               weight_bits: int = 8) -> MacNetlist:
     """The PE datapath: (a * w) sign-extended to acc_bits, plus x; a and w
     signed, act_bits and weight_bits wide."""

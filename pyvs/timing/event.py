@@ -21,7 +21,7 @@ import numpy as np
 
 from ..hardware import CLOCK_GHZ, ArrayConfig
 from .clock import capture_times, clock_period
-from .datapath import build_mac
+from .datapath import DEFAULT_ADDER, build_mac
 from .operands import Pairs, uniform_pairs
 from .params import TechParams
 from .waveforms import (Histograms, delay_step, histograms, horizon_steps, nominal_delays, probabilities,
@@ -33,7 +33,7 @@ ACT_BITS = 9  # the op's activations, uint8 or int8, as 9-bit two's complement
 class EventModel:
     """Event-driven timing for one (width, technology, adder, design clock)."""
 
-    def __init__(self, acc_bits: int, tech: TechParams, adder: str = "ripple",
+    def __init__(self, acc_bits: int, tech: TechParams, adder: str = DEFAULT_ADDER,
                  design_freq_ghz: float = CLOCK_GHZ, inertial: bool = True):
         self.acc_bits, self.tech, self.design_freq_ghz = acc_bits, tech, design_freq_ghz
         self.inertial = inertial

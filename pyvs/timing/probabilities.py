@@ -10,6 +10,7 @@ import torch
 from ..accumulator import check_width
 from ..checks import integer, number
 from ..hardware import ACC_BITS, CLOCK_GHZ, ArrayConfig
+from .datapath import ADDERS, DEFAULT_ADDER
 from .event import EventModel, uniform_histograms
 from .operands import Pairs, UniformOperands, operands as as_operands
 from .params import DEFAULT, TechParams
@@ -39,7 +40,8 @@ class TimingOptions:
         operands: 'uniform', or for 'static' an :class:`EmpiricalOperands`,
             for 'event' operand :class:`Pairs` (e.g. captured from a model's
             layers, :mod:`pyvs.dataflow`).
-        adder: accumulator adder architecture ('ripple').
+        adder: accumulator adder architecture, a name of
+            :data:`pyvs.timing.datapath.ADDERS` ('ripple', the default).
         design_freq_ghz: the clock the design is calibrated for, GHz.
         seed: the seed of the uniform operand pairs ('event').
     """
@@ -47,7 +49,7 @@ class TimingOptions:
     model: str = "event"
     tech: TechParams = DEFAULT
     operands: object = dataclasses.field(default_factory=UniformOperands)
-    adder: str = "ripple"
+    adder: str = DEFAULT_ADDER
     design_freq_ghz: float = CLOCK_GHZ
     seed: int = 0
 
@@ -74,7 +76,12 @@ class TimingOptions:
             ops = as_operands(ops)
             if model == "event" and not isinstance(ops, UniformOperands):
                 raise ValueError("the event-driven model takes operand pairs (Pairs) or 'uniform'")
-        adder = opts.pop("adder", "ripple")
+        adder = opts.pop("adder", DEFAULT_ADDER)
+        if adder not in ADDERS:
+            raise ValueError(f"unknown adder {adder!r}; known: {', '.join(ADDERS)}")
+        if model == "static" and adder != DEFAULT_ADDER:
+            raise ValueError(f"the static timing model knows the {DEFAULT_ADDER} adder only; "
+                             f"time the {adder} adder with the event-driven model")
         design = number(opts.pop("design_freq_ghz", CLOCK_GHZ), "design_freq_ghz", positive=True)
         seed = integer(opts.pop("seed", 0), "seed")
         if opts:
@@ -99,9 +106,10 @@ def check_voltages(voltages, tech: TechParams = DEFAULT, array: ArrayConfig = Ar
     """Voltages as a list of floats, each finite, above the threshold voltage
     (the alpha-power law has no meaning at or below Vth) and at most
     :data:`V_MAX`; the array's nominal supply must be in that range too."""
-    if not tech.vth < array.v_nominal <= V_MAX:
+    vth = round(max(tech.vth, tech.vth_die), 6)
+    if not vth < array.v_nominal <= V_MAX:
         raise ValueError(f"the nominal supply {array.v_nominal} V is outside the timing model's range "
-                         f"(Vth = {tech.vth}, {V_MAX}] V")
+                         f"(Vth = {vth}, {V_MAX}] V")
     if isinstance(voltages, (int, float)) and not isinstance(voltages, bool):
         voltages = [voltages]
     if isinstance(voltages, torch.Tensor):
@@ -113,9 +121,10 @@ def check_voltages(voltages, tech: TechParams = DEFAULT, array: ArrayConfig = Ar
     if not v:
         raise ValueError("the voltage grid is empty")
     for x in v:
-        if not tech.vth < x <= V_MAX:
+        if not vth < x <= V_MAX:
             raise ValueError(f"voltage {x} V is outside the timing model's range "
-                             f"(Vth = {tech.vth}, {V_MAX}] V")
+                             f"(Vth = {vth}, {V_MAX}] V" + ("" if tech.corner == "typical" else
+                                                              f" of the {tech.corner} corner"))
     return v
 
 

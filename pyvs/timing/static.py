@@ -37,7 +37,7 @@ import torch
 
 from ..hardware import CLOCK_GHZ, ArrayConfig
 from .clock import capture_times, clock_period
-from .datapath import CONST0, CONST1, MacNetlist, build_mac
+from .datapath import CONST0, CONST1, DEFAULT_ADDER, MacNetlist, build_mac
 from .operands import EmpiricalOperands, UniformOperands
 from .params import TechParams
 
@@ -198,10 +198,10 @@ class AnalyticModel:
     """Arrival distributions for one (datapath, technology, operands); cheap
     to evaluate for any voltage and frequency afterwards."""
 
-    def __init__(self, acc_bits: int, tech: TechParams, operand_model, adder: str = "ripple",
+    def __init__(self, acc_bits: int, tech: TechParams, operand_model, adder: str = DEFAULT_ADDER,
                  design_freq_ghz: float = CLOCK_GHZ, samples: int = 1 << 20, seed: int = 0):
-        if adder != "ripple":
-            raise ValueError(f"unknown adder {adder!r}; known: ['ripple']")
+        if adder != DEFAULT_ADDER:
+            raise ValueError(f"the static timing model knows the {DEFAULT_ADDER} adder only, not {adder!r}")
         self.acc_bits, self.tech, self.operands = acc_bits, tech, operand_model
         self.mac = build_mac(acc_bits, adder)
         self.t_design = clock_period(self.mac, tech)  # at the design clock, units of d(V_nom)
