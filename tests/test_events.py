@@ -11,7 +11,7 @@ from pyvs.timing.event import EventModel, uniform_histograms
 from pyvs.timing.operands import Pairs, uniform_pairs
 from pyvs.timing.probabilities import UNIFORM_PAIRS
 from pyvs.timing.waveforms import (Wave, _survival, gate_wave, histograms, horizon_steps, nominal_delays, pack,
-                                   probabilities, simulate, unpack)
+                                   probabilities, simulate, split_histograms, unpack)
 
 from gates import sampled_delays, static_arrivals
 
@@ -53,6 +53,22 @@ def test_last_transition_never_comes_after_the_static_arrival(inertial):
         steps = np.flatnonzero(h.last[b])
         assert len(steps) and steps.max() <= arrival[b], (b, steps.max(), arrival[b])
     assert h.last.sum() <= 32 * len(pairs)
+
+
+def test_groups_simulated_together_count_as_if_simulated_alone():
+    # Layers of different sizes, batches that cut through them: the
+    # histograms of each are those of simulating it by itself.
+    rng = np.random.default_rng(4)
+    groups = {"a": uniform_pairs(700, 32, rng), "b": _real_like(1500, 8), "c": uniform_pairs(3, 32, rng)}
+    together = MODEL.histograms_of(groups, batch=1000)
+    for name, pairs in groups.items():
+        prev, cur = pairs.batch(0, len(pairs))
+        alone = histograms(simulate(MODEL.mac, prev, cur, MODEL.delays), len(pairs), MODEL.dt, MODEL.horizon)
+        got = together[name]
+        assert got.n == alone.n and np.array_equal(got.last, alone.last)
+        assert np.array_equal(got.ends_minus_starts, alone.ends_minus_starts)
+    with pytest.raises(ValueError, match="no empty group"):
+        split_histograms([], [0, 2, 2], MODEL.dt, MODEL.horizon)
 
 
 def _carry_chain(k: int, inertial: bool = True):

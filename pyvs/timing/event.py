@@ -15,7 +15,7 @@ for comparison (it bounds P(wrong)).
 from __future__ import annotations
 
 import functools
-from typing import Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -24,10 +24,11 @@ from .clock import capture_times, clock_period
 from .datapath import DEFAULT_ADDER, build_mac
 from .operands import Pairs, uniform_pairs
 from .params import TechParams
-from .waveforms import (Histograms, delay_step, histograms, horizon_steps, nominal_delays, probabilities,
-                        simulate, variation_weight)
+from .waveforms import (Histograms, delay_step, horizon_steps, nominal_delays, probabilities, simulate,
+                        split_histograms, variation_weight)
 
 ACT_BITS = 9  # the op's activations, uint8 or int8, as 9-bit two's complement
+BATCH = 1 << 15  # samples simulated at once: the per-gate cost is paid once per batch
 
 
 class EventModel:
@@ -43,16 +44,33 @@ class EventModel:
         self.horizon = horizon_steps(self.mac, self.delays)
         self.d2 = variation_weight(self.mac, tech)
 
-    def histograms(self, pairs: Pairs, batch: int = 1 << 15) -> Histograms:
+    def histograms(self, pairs: Pairs, batch: int = BATCH) -> Histograms:
         """Simulates every pair (in batches of ``batch`` samples)."""
-        pairs.check_width(self.acc_bits)
-        total = None
-        for lo in range(0, len(pairs), batch):
-            hi = min(lo + batch, len(pairs))
-            prev, cur = pairs.batch(lo, hi)
-            h = histograms(simulate(self.mac, prev, cur, self.delays, self.inertial), hi - lo, self.dt,
-                           self.horizon)
-            total = h if total is None else total + h
+        return self.histograms_of({"": pairs}, batch)[""]
+
+    def histograms_of(self, groups: Dict[str, Pairs], batch: int = BATCH,
+                      done: Optional[Callable[[int], None]] = None) -> Dict[str, Histograms]:
+        """Per group (e.g. per layer), the histograms of its pairs. The groups
+        are simulated together, ``batch`` samples at a time, so that small
+        groups do not each pay the simulator's per-gate cost (the histograms
+        are those of simulating each group alone); ``done(k)`` is told of
+        every k pairs simulated."""
+        for p in groups.values():
+            p.check_width(self.acc_bits)
+        names = [n for n, p in groups.items() if len(p)]
+        everything = Pairs.concat([groups[n] for n in names])
+        edges = np.cumsum([0] + [len(groups[n]) for n in names])
+        total: Dict[str, Histograms] = {}
+        for lo in range(0, len(everything), batch):
+            hi = min(lo + batch, len(everything))
+            inside = [i for i in range(len(names)) if edges[i] < hi and edges[i + 1] > lo]
+            cuts = [max(edges[i], lo) - lo for i in inside] + [hi - lo]
+            prev, cur = everything.batch(lo, hi)
+            waves = simulate(self.mac, prev, cur, self.delays, self.inertial)
+            for i, h in zip(inside, split_histograms(waves, cuts, self.dt, self.horizon)):
+                total[names[i]] = h if names[i] not in total else total[names[i]] + h
+            if done is not None:
+                done(hi - lo)
         return total
 
     def capture_times(self, voltages: Sequence[float], array: ArrayConfig, guard_band=None) -> np.ndarray:

@@ -31,13 +31,10 @@ class LayerTiming:
         if not pairs:
             raise ValueError("no operand pairs: capture them from a model first")
         provenance = dict(provenance or {}, pairs={n: len(p) for n, p in pairs.items()})
-        histograms = {}
         with tqdm(total=sum(len(p) for p in pairs.values()), desc="simulating operand pairs", unit="pair",
                   disable=not progress, leave=False) as bar:
-            for name, p in pairs.items():
-                histograms[name] = model.histograms(p)
-                bar.update(len(p))
-        return cls(model, histograms, provenance)
+            histograms = model.histograms_of(pairs, done=bar.update)
+        return cls(model, {n: histograms[n] for n in pairs if n in histograms}, provenance)
 
     def tables(self, voltages: Sequence[float], array: ArrayConfig, guard_band: Optional[float] = None,
                late: bool = False) -> Dict[str, np.ndarray]:

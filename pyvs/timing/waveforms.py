@@ -232,9 +232,22 @@ class Histograms:
 
 def histograms(sums: List[Wave], n: int, dt: float, horizon: int) -> Histograms:
     """Histograms of a simulated batch over steps 0 .. horizon - 1."""
-    W = len(sums)
-    ems = np.zeros((W, horizon), np.int64)
-    last = np.zeros((W, horizon), np.int64)
+    return split_histograms(sums, [0, n], dt, horizon)[0]
+
+
+def split_histograms(sums: List[Wave], bounds: Sequence[int], dt: float, horizon: int) -> List[Histograms]:
+    """One histogram per group of consecutive samples of a simulated batch:
+    samples bounds[i] .. bounds[i + 1] - 1 (bounds ascending, from 0 to the
+    batch's size, no group empty). What lets one simulation serve many
+    layers: the counts are those of simulating each group alone."""
+    starts_at = np.asarray(bounds[:-1], dtype=np.int64)
+    sizes = np.diff(np.asarray(bounds, dtype=np.int64))
+    if len(sizes) == 0 or bounds[0] != 0 or np.any(sizes <= 0):
+        raise ValueError(f"split_histograms: bounds must rise from 0 with no empty group, got {list(bounds)}")
+    n, G, W = int(bounds[-1]), len(sizes), len(sums)
+    group = np.repeat(np.arange(G), sizes)
+    ems = np.zeros((G, W, horizon), np.int64)
+    last = np.zeros((G, W, horizon), np.int64)
     for b, wave in enumerate(sums):
         if not wave.changes:
             continue
@@ -245,12 +258,13 @@ def histograms(sums: List[Wave], n: int, dt: float, horizon: int) -> Histograms:
         starts = wrong[1:] & ~wrong[:-1]       # a wrong interval begins at step start + k
         ends = ~wrong[1:] & wrong[:-1]
         steps = lo + np.arange(len(values) - 1)
-        ems[b, steps] += ends.sum(1) - starts.sum(1)
+        net = ends.astype(np.int64) - starts
+        ems[:, b, steps] += np.add.reduceat(net, starts_at, axis=1).T
         changed = values[1:] != values[:-1]
         any_change = changed.any(0)
         last_k = len(changed) - 1 - np.argmax(changed[::-1], axis=0)
-        np.add.at(last[b], steps[last_k[any_change]], 1)
-    return Histograms(ems, last, n, dt)
+        np.add.at(last[:, b], (group[any_change], steps[last_k[any_change]]), 1)
+    return [Histograms(ems[g], last[g], int(sizes[g]), dt) for g in range(G)]
 
 
 def _survival(tau: np.ndarray, tc: np.ndarray, sigma_gate: float, d2: float) -> np.ndarray:
