@@ -118,7 +118,8 @@ def _timing_options() -> argparse.ArgumentParser:
     g.add_argument("--calibration-images", type=int, default=CALIBRATION_IMAGES,
                    help="event: images whose operand pairs are captured (default: %(default)s)")
     g.add_argument("--pairs-per-layer", type=int, default=PAIRS_PER_LAYER,
-                   help="event: operand pairs kept per layer (default: %(default)s)")
+                   help="event: operand pairs kept per layer (default: %(default)s; 131072 for rates that "
+                        "converge within 5 mV of the onset, about 4 minutes: docs/timing.md)")
     return p
 
 

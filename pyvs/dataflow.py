@@ -175,12 +175,13 @@ def capture_pairs(model: torch.nn.Module, images: torch.Tensor, device: str = "c
 
 
 def layer_timing(model: torch.nn.Module, images: torch.Tensor, spec: TimingSpec, device: str = "cpu",
-                 rows: int = ROWS, per_image: int = 256, progress: bool = False, dataflow: str = "ws") -> LayerTiming:
+                 rows: int = ROWS, progress: bool = False, dataflow: str = "ws") -> LayerTiming:
     """The event-driven model's per-layer histograms of a converted model:
     its operand pairs captured on ``images`` (:func:`capture_pairs`,
-    ``spec.pairs_per_layer`` per layer) and simulated with ``spec``'s
-    technology."""
+    ``spec.pairs_per_layer`` per layer, ``spec.candidates_per_image`` drawn
+    per image) and simulated with ``spec``'s technology."""
     acc_bits = model_width(model)
+    per_image = spec.candidates_per_image
     pairs = capture_pairs(model, images, device, spec.pairs_per_layer, per_image, acc_bits, rows, spec.options.seed,
                           progress, dataflow)
     return spec.layer_timing(pairs, acc_bits, {"kind": "captured", "images": len(images),

@@ -116,9 +116,12 @@ def check_writable(out_dir: str) -> None:
 # meta), and the value that reproduces such a folder (None: any value does:
 # they only price what those folders cannot hold, such as changes of supply
 # between layers, or they matter only away from the recorded default, as the
-# die-to-die sigma away from the typical corner).
+# die-to-die sigma away from the typical corner). Candidates per image were
+# 256 before they grew with the pairs asked for: a folder that asked for more
+# than 256 per image holds fewer pairs than asked, and is not resumed.
 _ADDED = {"array": {"dataflow": "ws", "dvfs_switch_ns": None}, "energy": {"supply_decap_f": None},
-          "timing": {"tech": {"corner": "typical", "sigma_vth_die": None}}}
+          "timing": {"tech": {"corner": "typical", "sigma_vth_die": None},
+                     "calibration": {"candidates_per_image": 256}}}
 
 
 def _as_recorded(added: dict, old, new):

@@ -70,6 +70,20 @@ def test_calibration_does_not_depend_on_the_batching():
     assert set(got[0]) == {"stem.0", "dw.0", "pw", "grouped", "fc"}  # fc: consecutive images
 
 
+def test_a_capture_draws_enough_candidates_for_the_pairs_asked_for():
+    # 256 candidates per image and layer, or more when the images could not
+    # hold the pairs asked for: 4 images x 256 < 2000 pairs.
+    assert TimingSpec.named("event").candidates_per_image == 256
+    assert TimingSpec.named("event", calibration_images=32, pairs_per_layer=131072).candidates_per_image == 4096
+    _, images, q = tiny()
+    spec = TimingSpec.named("event", calibration_images=4, pairs_per_layer=2000)
+    assert spec.candidates_per_image == 500 and spec.describe()["calibration"]["candidates_per_image"] == 500
+    exp = Experiment(q, batched(images, 8), array=ArrayConfig(rows=16), timing=spec, progress=False)
+    lt = exp.layer_timing()
+    assert lt.provenance["per_image"] == 500
+    assert max(lt.provenance["pairs"].values()) == 2000  # 4 x 256 = 1024 before
+
+
 @pytest.fixture(scope="module")
 def timing():
     _, images, q = tiny()

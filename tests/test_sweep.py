@@ -223,6 +223,26 @@ def test_a_folder_from_before_the_process_corners_resumes_only_at_the_typical_co
         run([0.9], corner="slow")
 
 
+def test_a_folder_from_before_the_candidates_grew_resumes_only_if_it_drew_256(tmp_path):
+    # Before, a capture drew 256 candidates per image whatever was asked:
+    # a folder that asked for more pairs than that holds fewer, and is refused.
+    q, batches = _setup(16)
+
+    def run(out, pairs):
+        spec = TimingSpec.named("event", calibration_images=2, pairs_per_layer=pairs)
+        return sweep(Experiment(q, batches, timing=spec, progress=False), Grid([0.9], ["none"], (0,)), Budget(),
+                     str(tmp_path / out))
+    for out, pairs in (("drew256", 512), ("truncated", 2048)):
+        run(out, pairs)
+        path = tmp_path / out / "meta.json"
+        meta = json.loads(path.read_text())
+        del meta["timing"]["calibration"]["candidates_per_image"]
+        path.write_text(json.dumps(meta))
+    assert len(run("drew256", 512)) == 1
+    with pytest.raises(ValueError, match="holds a sweep with other timing"):
+        run("truncated", 2048)
+
+
 def test_a_folder_is_never_resumed_on_other_data_or_another_model(tmp_path):
     q, batches = _setup(32)
     run_sweep(q, batches, str(tmp_path), [0.9], ["none"])

@@ -32,6 +32,7 @@ DEFAULT_MODEL = "event"
 CUSTOM = "custom"  # hand-made rates (TimingSpec.custom): studies and tests
 CALIBRATION_IMAGES = 32
 PAIRS_PER_LAYER = 4096
+PER_IMAGE = 256  # candidate pairs drawn per calibration image and layer, at least
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +94,14 @@ class TimingSpec:
         return self.model == "event"
 
     @property
+    def candidates_per_image(self) -> int:
+        """'event': candidate pairs drawn from each calibration image and
+        layer: :data:`PER_IMAGE`, or enough that the images hold the pairs
+        asked for (a capture of 131,072 pairs per layer, what converged
+        tables need, draws 4096 per image from 32 images)."""
+        return max(PER_IMAGE, -(-self.pairs_per_layer // self.calibration_images))
+
+    @property
     def what_errs(self) -> str:
         """What an error of a bit is, in this model: for messages and titles."""
         return "is captured wrong" if self.options.model == "event" else "misses the clock"
@@ -118,7 +127,8 @@ class TimingSpec:
         if self.needs_operands:
             out.pop("operands")  # captured: the table's params say how
             out["calibration"] = {"calibration_images": self.calibration_images,
-                                  "pairs_per_layer": self.pairs_per_layer}
+                                  "pairs_per_layer": self.pairs_per_layer,
+                                  "candidates_per_image": self.candidates_per_image}
         return out
 
     def layer_timing(self, pairs: Dict[str, Pairs], acc_bits: int, provenance: Optional[dict] = None,
