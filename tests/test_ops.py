@@ -473,7 +473,8 @@ def test_cuda_matches_cpu(shape, regime, dtype):
     gen = torch.Generator().manual_seed(M * 7 + K)
     a, w = rand_int8((M, K), gen, dtype), rand_int8((K, N), gen)
     p, protect = p_regime(regime)
-    for rows, drop in ((7, False), (256, False), (256, True)):
+    # K-tiles of 7 and 256 rows, TE-Drop, and one tile of all K (output-stationary) with TE-Drop
+    for rows, drop in ((7, False), (256, False), (256, True), (max(K, 1), True)):
         args = dict(protect=protect, seed=77, layer=3, row_offset=9, rows=rows, drop=drop)
         cpu = pyvs.systolic_matmul(a, w, p, impl="simple", **args)  # once for every GPU path
         for impl, p_dev in [(impl, dev) for impl in IMPLS for dev in ("cpu", "cuda")]:
