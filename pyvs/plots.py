@@ -246,7 +246,9 @@ def slack_heatmap(m, latency_budget: float, lowest: Sequence, implied, path: str
 
 def schedule_voltages(schedules: Dict[str, Dict[str, float]], kinds: Dict[str, str], title: str, path: str) -> None:
     """The supply of every layer (x: the layers in the model's order) for
-    each named schedule (one panel each), bars coloured by layer kind."""
+    each named schedule (one panel each): a marker per layer, coloured by
+    its kind, on the step line the array's supply follows (each step is a
+    change of supply, which costs time and energy)."""
     names = list(kinds)
     order = list(dict.fromkeys(kinds.values()))
     colours = {k: plt.get_cmap("tab10")(i % 10) for i, k in enumerate(order)}
@@ -254,18 +256,19 @@ def schedule_voltages(schedules: Dict[str, Dict[str, float]], kinds: Dict[str, s
                              squeeze=False)
     all_v = [v for s in schedules.values() for v in s.values()]
     lo, hi = min(all_v), max(all_v)
-    base, top = lo - max(0.005, 0.5 * (hi - lo)), hi + max(0.002, 0.1 * (hi - lo))  # bars rise from below the lowest
+    pad = max(0.0025, 0.15 * (hi - lo))
     for ax, (label, s) in zip(axes[:, 0], schedules.items()):
-        x = np.arange(len(names))
-        ax.bar(x, [s[n] - base for n in names], bottom=base, color=[colours[kinds[n]] for n in names], width=0.85)
-        ax.set_ylim(base, top)
+        x, v = np.arange(len(names)), [s[n] for n in names]
+        ax.step(x, v, where="mid", color="0.6", lw=1, zorder=1)
+        ax.scatter(x, v, c=[colours[kinds[n]] for n in names], s=22, zorder=2)
+        ax.set_ylim(lo - pad, hi + pad)
         ax.set_ylabel("supply (V)")
         ax.set_title(label, fontsize=9, loc="left")
         ax.grid(axis="y", alpha=0.3)
     axes[-1, 0].set_xticks(np.arange(len(names)))
     axes[-1, 0].set_xticklabels(names, rotation=90, fontsize=6)
     axes[-1, 0].set_xlabel("layer, in the order the array runs them")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=colours[k]) for k in order]
+    handles = [plt.Line2D([], [], ls="none", marker="o", color=colours[k]) for k in order]
     axes[0, 0].legend(handles, order, fontsize=7, ncol=len(order), loc="lower right", bbox_to_anchor=(1.0, 1.02),
                       frameon=False)
     fig.suptitle(title, fontsize=10, x=0.02, ha="left")
