@@ -101,6 +101,17 @@ def _panels(series, height: float = 4.5):
     return fig, list(axes), zoom
 
 
+def _finish_panels(fig, axes, zoom, ylabel: str, title: str, path: str) -> None:
+    """Labels the first panel, zooms the second (if any) and saves."""
+    axes[0].set_ylabel(ylabel)
+    axes[0].set_title(title, fontsize=10)
+    axes[0].legend(fontsize=8)
+    if zoom:
+        axes[1].set_xlim(*zoom)
+        axes[1].set_title("zoom: where timing errors occur", fontsize=10)
+    _save(fig, path)
+
+
 def _band_plot(series, key: str, ylabel: str, title: str, path: str, reference=None, ref_label="") -> None:
     """key (a fraction) in %, with its 95 % band (key_lo, key_hi), per strategy."""
     fig, axes, zoom = _panels(series)
@@ -113,13 +124,7 @@ def _band_plot(series, key: str, ylabel: str, title: str, path: str, reference=N
         if reference is not None:
             ax.axhline(100 * reference, color="k", ls=":", lw=1, label=ref_label)
         ax.set_xlabel("supply voltage (V)")
-    axes[0].set_ylabel(ylabel)
-    axes[0].set_title(title, fontsize=10)
-    axes[0].legend(fontsize=8)
-    if zoom:
-        axes[1].set_xlim(*zoom)
-        axes[1].set_title("zoom: where timing errors occur", fontsize=10)
-    _save(fig, path)
+    _finish_panels(fig, axes, zoom, ylabel, title, path)
 
 
 def accuracy_vs_voltage(series: Dict[str, List[dict]], clean_top1, title: str, path: str) -> None:
@@ -150,13 +155,7 @@ def metric_vs_voltage(series: Dict[str, List[dict]], key: str, ylabel: str, path
             ax.set_yscale("symlog", linthresh=symlog)
         ax.axhline(0, color="k", lw=0.6)
         ax.set_xlabel("supply voltage (V)")
-    axes[0].set_ylabel(ylabel + (f", log above {symlog:g}" if symlog else ""))
-    axes[0].set_title(title, fontsize=10)
-    axes[0].legend(fontsize=8)
-    if zoom:
-        axes[1].set_xlim(*zoom)
-        axes[1].set_title("zoom: where timing errors occur", fontsize=10)
-    _save(fig, path)
+    _finish_panels(fig, axes, zoom, ylabel + (f", log above {symlog:g}" if symlog else ""), title, path)
 
 
 def _voltage_colours(voltages: Sequence[float]) -> Dict[float, tuple]:
