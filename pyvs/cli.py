@@ -118,8 +118,8 @@ def _timing_options() -> argparse.ArgumentParser:
     g.add_argument("--calibration-images", type=int, default=CALIBRATION_IMAGES,
                    help="event: images whose operand pairs are captured (default: %(default)s)")
     g.add_argument("--pairs-per-layer", type=int, default=PAIRS_PER_LAYER,
-                   help="event: operand pairs kept per layer (default: %(default)s; 131072 for rates that "
-                        "converge within 5 mV of the onset, about 4 minutes: docs/timing.md)")
+                   help="event: operand pairs kept per layer (default: %(default)s, about 4 minutes on 2 "
+                        "cores: the onset then moves < 1 mV when they double; docs/timing.md)")
     return p
 
 
@@ -447,6 +447,24 @@ def _print_table(table, spec) -> None:
     print(f"{'V':>6} {'bits >= 1e-12':>14} " + " ".join(f"{'bit ' + str(b):>9}" for b in top))
     for v, row in zip(table.voltages, table.p):
         print(f"{v:>6.3f} {sum(x >= 1e-12 for x in row):>14} " + " ".join(f"{row[b]:>9.2e}" for b in top))
+    c = table.params.get("convergence")
+    if c:
+        print(convergence_line(c))
+
+
+def convergence_line(c: dict) -> str:
+    """One line on how far the onset rests on the captured pairs
+    (LayerTiming.onsets)."""
+    v = lambda x: "none" if x is None else f"{x:.3f} V"  # noqa: E731
+    head = (f"onset (highest V where a bit's MAC-weighted P(wrong) >= {c['threshold']:g}, "
+            f"{1e3 * c['step_v']:g} mV grid): {v(c['onset'])} from {c['pairs']:,} captured pairs")
+    if c.get("converged") is None:
+        return head
+    moved = max(abs(h - c["onset"]) for h in c["halves"] if h is not None) if None not in c["halves"] else None
+    how = "from no error" if moved is None else f"up to {1e3 * moved:.0f} mV"
+    advice = "" if c["converged"] else ": rarer pairs set it, more would move it less (--pairs-per-layer)"
+    return head + (f"; {v(c['halves'][0])} and {v(c['halves'][1])} from each half: doubling the pairs "
+                   f"moved it {how}{advice}")
 
 
 def _schedule_spec(text: str) -> dict:

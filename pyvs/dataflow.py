@@ -13,11 +13,13 @@ s(m, n, k-1) = sum over j = k0 .. k-1 of a[m, j] w[j, n], W bits, is the
 partial sum entering it (k0: the start of its K-tile of `rows` MACs).
 :class:`Capture` samples such (m, n, k) uniformly over each layer's MACs
 (m >= 1), keeping at most ``samples`` per layer over any number of batches
-(a reservoir by random keys: O(samples) memory). Where a layer has one row
-per image (the classifier), consecutive images of a batch are consecutive
-rows, so :func:`capture_pairs` runs the calibration images in batches of
-its own (:data:`CHUNK`): the pairs depend on neither the caller's batching
-nor the number of processes.
+(a reservoir by random keys: O(samples) memory). Consecutive images of a
+batch are consecutive rows, so the first row of an image is paired with
+the last row of the one before it (across the image boundary, as the array
+streams a batch); only a forward pass's first row has no predecessor.
+:func:`capture_pairs` therefore runs the calibration images in passes of
+its own (:data:`CHUNK`, aligned to the calibration set): the pairs depend
+on neither the caller's batching nor the number of processes.
 """
 from __future__ import annotations
 
@@ -43,8 +45,8 @@ class Capture:
 
     samples: pairs kept per layer; per_image: candidates drawn from each
     image; acc_bits: W; rows: the array height (MACs per K-tile, 'ws');
-    dataflow: 'ws' (consecutive rows m-1, m of a column: rows m >= 1 of the
-    image, any column and depth) or 'os' (consecutive depths k-1, k of one
+    dataflow: 'ws' (consecutive rows m-1, m of a column: any row of the
+    image but a pass's first, any column and depth) or 'os' (consecutive depths k-1, k of one
     output, whose PE holds the sum of the whole K: any row and column, k >=
     1); seed: with the layer and the image's global index, what the
     candidates depend on. Which pairs are kept depends on neither the
@@ -82,8 +84,13 @@ class Capture:
         G, K, N, S = a.shape[0], a.shape[2], w.shape[2], self.per_image
         gen = torch.Generator().manual_seed(hash((self.seed, stream_id(layer), image)) & 0x7FFFFFFF)
         keys = torch.rand(S, generator=gen, dtype=torch.float64)
-        g, m = torch.randint(0, G, (S,), generator=gen), row0 + torch.randint(1, rows_per_image, (S,), generator=gen)
+        g, m = torch.randint(0, G, (S,), generator=gen), row0 + torch.randint(0, rows_per_image, (S,), generator=gen)
         n, k = torch.randint(0, N, (S,), generator=gen), torch.randint(0, K, (S,), generator=gen)
+        # An image's first row follows the previous image's last one through
+        # the PE; the pass's first row has no predecessor here: its
+        # candidates are dropped (the draws of the others stay as they are).
+        has_prev = m >= 1
+        keys, g, m, n, k = (t[has_prev] for t in (keys, g, m, n, k))
         j = (k - k % self.rows)[:, None] + torch.arange(self.rows)[None]        # the tile's MACs
         before = (j < k[:, None]) & (j < K)
         g, m, n, k, jj, before = (t.to(a.device) for t in (g, m, n, k, j.clamp(max=K - 1), before))

@@ -32,22 +32,16 @@ from pyvs.evaluate import evaluate  # noqa: E402
 from pyvs.hardware import ArrayConfig  # noqa: E402
 from pyvs.nn import convert  # noqa: E402
 from pyvs.timing.event import EventModel  # noqa: E402
-from pyvs.timing.layers import mac_weighted  # noqa: E402
-from pyvs.timing.operands import Pairs  # noqa: E402
+from pyvs.timing.layers import ONSET, mac_weighted  # noqa: E402
 
 VOLTS = [round(0.48 + 0.001 * i, 3) for i in range(81)]   # 0.480 .. 0.560 V, 1 mV apart
 SHOW = (0.515, 0.52, 0.525)
-ONSET = 1e-9
 FOLDS = 4
 
 
 def onset(p: np.ndarray) -> float:
     hit = [v for v, row in zip(VOLTS, p) if row.max() >= ONSET]
     return max(hit) if hit else float("nan")
-
-
-def _take(p: Pairs, idx: np.ndarray) -> Pairs:
-    return Pairs(p.prev_a[idx], p.a[idx], p.w[idx], p.prev_x[idx], p.x[idx])
 
 
 def groups_of(pairs, sizes):
@@ -61,7 +55,7 @@ def groups_of(pairs, sizes):
             for f in range(FOLDS):
                 idx = np.arange(lo + f, hi, FOLDS)
                 if len(idx):
-                    out[(name, k, f)] = _take(p, idx)
+                    out[(name, k, f)] = p.take(idx)
             lo = hi
     return out
 

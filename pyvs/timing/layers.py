@@ -4,7 +4,8 @@ once into histograms, from which the tables at any voltage, clock or
 guard-band follow at no further cost."""
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence
+import math
+from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 from tqdm import tqdm
@@ -16,25 +17,66 @@ from .table import ErrorTable
 from .waveforms import Histograms
 
 
+ONSET = 1e-9  # P(wrong) per MAC where errors are said to begin: about one per image of MobileNetV2
+ONSET_STEP = 0.001  # V: the grid on which onsets are found
+
+
 class LayerTiming:
     """The event-driven model's histograms of every layer, from its
     captured pairs. ``provenance``: how the pairs were captured (recorded
-    in the tables)."""
+    in the tables); ``halves``: per layer, the histograms of its even- and
+    odd-numbered pairs (whose sum is ``histograms``), for the split-half
+    convergence check (:meth:`onsets`)."""
 
-    def __init__(self, model: EventModel, histograms: Dict[str, Histograms], provenance: Optional[dict] = None):
+    def __init__(self, model: EventModel, histograms: Dict[str, Histograms], provenance: Optional[dict] = None,
+                 halves: Optional[Dict[str, Tuple[Histograms, Histograms]]] = None):
         self.model, self.histograms, self.provenance = model, histograms, dict(provenance or {})
+        self.halves = halves
 
     @classmethod
     def from_pairs(cls, model: EventModel, pairs: Dict[str, Pairs], provenance: Optional[dict] = None,
                    progress: bool = False) -> "LayerTiming":
-        """Simulates every layer's pairs (``progress``: a bar over the pairs)."""
+        """Simulates every layer's pairs (``progress``: a bar over the pairs),
+        each half apart (the cost is the same: halves share batches)."""
         if not pairs:
             raise ValueError("no operand pairs: capture them from a model first")
         provenance = dict(provenance or {}, pairs={n: len(p) for n, p in pairs.items()})
+        groups = {(n, h): p.take(slice(h, None, 2)) for n, p in pairs.items() for h in (0, 1) if len(p) > h}
         with tqdm(total=sum(len(p) for p in pairs.values()), desc="simulating operand pairs", unit="pair",
                   disable=not progress, leave=False) as bar:
-            histograms = model.histograms_of(pairs, done=bar.update)
-        return cls(model, {n: histograms[n] for n in pairs if n in histograms}, provenance)
+            found = model.histograms_of(groups, done=bar.update)
+        halves = {n: (found[(n, 0)], found[(n, 1)]) for n in pairs if (n, 0) in found and (n, 1) in found}
+        histograms = {n: (found[(n, 0)] + found[(n, 1)]) if n in halves else found[(n, 0)]
+                      for n in pairs if (n, 0) in found}
+        return cls(model, histograms, provenance, halves)
+
+    def onsets(self, array: ArrayConfig, macs: Dict[str, int], guard_band: Optional[float] = None) -> dict:
+        """Where errors begin, and how far that rests on the pairs: the
+        highest voltage (V, on a :data:`ONSET_STEP` grid below the nominal
+        supply) at which some bit's MAC-weighted P(wrong) reaches
+        :data:`ONSET`, from all pairs ("onset") and from each half of every
+        layer's pairs ("halves"; None without halves). "converged": whether
+        both halves' onsets lie within a step of the whole's, i.e. whether
+        doubling the capture from half to all moved the onset by at most
+        one step (it checks half the capture, so it errs on the side of
+        asking for more pairs). None: no error above Vth."""
+        tech = self.model.tech
+        lo = math.floor(max(tech.vth, tech.vth_die) / ONSET_STEP) + 1
+        volts = [round(ONSET_STEP * i, 6) for i in range(lo, int(round(array.v_nominal / ONSET_STEP)) + 1)]
+
+        def onset(hists: Dict[str, Histograms]) -> Optional[float]:
+            tables = {n: self.model.probabilities(h, volts, array, guard_band)[0] for n, h in hists.items()}
+            hit = np.nonzero(mac_weighted(tables, macs).max(1) >= ONSET)[0]
+            return volts[hit[-1]] if len(hit) else None
+
+        halves, converged = None, None
+        if self.halves:
+            halves = [onset({n: hs[i] for n, hs in self.halves.items()}) for i in (0, 1)]
+            full = onset(self.histograms)
+            converged = all(h == full if None in (h, full) else abs(h - full) <= ONSET_STEP + 1e-9
+                            for h in halves)
+        return {"threshold": ONSET, "step_v": ONSET_STEP, "onset": onset(self.histograms), "halves": halves,
+                "converged": converged, "pairs": int(sum(h.n for h in self.histograms.values()))}
 
     def tables(self, voltages: Sequence[float], array: ArrayConfig, guard_band: Optional[float] = None,
                late: bool = False) -> Dict[str, np.ndarray]:
@@ -57,7 +99,8 @@ class LayerTiming:
         tables = self.tables(volts, array, guard_band)
         mean = mac_weighted(tables, macs)
         missing = [n for n in macs if n not in tables]
-        params = dict(params, operands=dict(self.provenance, layers_without_pairs=missing))
+        params = dict(params, operands=dict(self.provenance, layers_without_pairs=missing),
+                      convergence=self.onsets(array, macs, guard_band))
         layers = {n: (tables[n] if n in tables else mean).tolist() for n in macs}
         return ErrorTable(volts, mean.tolist(), float(array.freq_ghz), self.model.acc_bits, params, layers)
 

@@ -158,6 +158,10 @@ class Pairs:
         return ({"a": self.prev_a[lo:hi], "w": self.prev_w[lo:hi], "x": self.prev_x[lo:hi]},
                 {"a": self.a[lo:hi], "w": self.w[lo:hi], "x": self.x[lo:hi]})
 
+    def take(self, index) -> "Pairs":
+        """The pairs at ``index`` (a slice or an index array)."""
+        return Pairs(*[getattr(self, f.name)[index] for f in dataclasses.fields(self)])
+
     @classmethod
     def concat(cls, parts: Sequence["Pairs"]) -> "Pairs":
         return cls(*[np.concatenate([getattr(p, f.name) for p in parts]) for f in dataclasses.fields(cls)])

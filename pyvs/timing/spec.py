@@ -31,7 +31,7 @@ NAMED_MODELS = {
 DEFAULT_MODEL = "event"
 CUSTOM = "custom"  # hand-made rates (TimingSpec.custom): studies and tests
 CALIBRATION_IMAGES = 32
-PAIRS_PER_LAYER = 4096
+PAIRS_PER_LAYER = 131072  # the onset moves < 1 mV when doubled (docs/timing.md, convergence)
 PER_IMAGE = 256  # candidate pairs drawn per calibration image and layer, at least
 
 
@@ -96,10 +96,11 @@ class TimingSpec:
     @property
     def candidates_per_image(self) -> int:
         """'event': candidate pairs drawn from each calibration image and
-        layer: :data:`PER_IMAGE`, or enough that the images hold the pairs
-        asked for (a capture of 131,072 pairs per layer, what converged
-        tables need, draws 4096 per image from 32 images)."""
-        return max(PER_IMAGE, -(-self.pairs_per_layer // self.calibration_images))
+        layer: :data:`PER_IMAGE`, or enough that all images but one hold
+        the pairs asked for (the candidates at a forward pass's first row,
+        which has no predecessor, are dropped; 131,072 pairs per layer from
+        32 images: 4229 per image)."""
+        return max(PER_IMAGE, -(-self.pairs_per_layer // (self.calibration_images - 1)))
 
     @property
     def what_errs(self) -> str:
@@ -128,7 +129,10 @@ class TimingSpec:
             out.pop("operands")  # captured: the table's params say how
             out["calibration"] = {"calibration_images": self.calibration_images,
                                   "pairs_per_layer": self.pairs_per_layer,
-                                  "candidates_per_image": self.candidates_per_image}
+                                  "candidates_per_image": self.candidates_per_image,
+                                  # pairs across image boundaries (an image's first row after the
+                                  # previous image's last); older captures had none
+                                  "pairs_across_images": True}
         return out
 
     def layer_timing(self, pairs: Dict[str, Pairs], acc_bits: int, provenance: Optional[dict] = None,
