@@ -99,7 +99,7 @@ def test_pyvs_run_under_torchrun_equals_one_process(tmp_path):
     if not (weights.exists() and (DATA / "labels.csv").exists()):
         pytest.skip("needs the shared data")
     args = ["-m", "pyvs", "run", "--data", str(DATA), "--weights", str(weights), "--limit", "9",
-            "--batch-size", "4", "--voltage", "0.51", "--protect-msbs", "1"]
+            "--batch-size", "4", "--voltage", "0.51", "--protect-msbs", "1", "--pairs-per-layer", "4096"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     subprocess.run([sys.executable] + args + ["--json", str(tmp_path / "one.json")], check=True, env=env,
                    capture_output=True, timeout=240)

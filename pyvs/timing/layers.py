@@ -32,6 +32,7 @@ class LayerTiming:
                  halves: Optional[Dict[str, Tuple[Histograms, Histograms]]] = None):
         self.model, self.histograms, self.provenance = model, histograms, dict(provenance or {})
         self.halves = halves
+        self._onsets: Dict[tuple, dict] = {}
 
     @classmethod
     def from_pairs(cls, model: EventModel, pairs: Dict[str, Pairs], provenance: Optional[dict] = None,
@@ -59,7 +60,14 @@ class LayerTiming:
         both halves' onsets lie within a step of the whole's, i.e. whether
         doubling the capture from half to all moved the onset by at most
         one step (it checks half the capture, so it errs on the side of
-        asking for more pairs). None: no error above Vth."""
+        asking for more pairs). None: no error above Vth. Remembered per
+        (array, macs, guard_band): a sweep or slack map asks once per table."""
+        key = (array, tuple(macs.items()), guard_band)
+        if key not in self._onsets:
+            self._onsets[key] = self._find_onsets(array, macs, guard_band)
+        return dict(self._onsets[key])
+
+    def _find_onsets(self, array: ArrayConfig, macs: Dict[str, int], guard_band: Optional[float]) -> dict:
         tech = self.model.tech
         lo = math.floor(max(tech.vth, tech.vth_die) / ONSET_STEP) + 1
         volts = [round(ONSET_STEP * i, 6) for i in range(lo, int(round(array.v_nominal / ONSET_STEP)) + 1)]
