@@ -13,9 +13,7 @@ ripple-carry MAC with the guard-band); "equal margin" instead gives each
 adder the guard-band's margin over its own longest path, i.e. a clock that
 is faster by the ratio of the paths.
 """
-import argparse
 import dataclasses
-import json
 import time
 
 import matplotlib
@@ -36,16 +34,10 @@ from pyvs.timing.event import EventModel  # noqa: E402
 from pyvs.timing.layers import LayerTiming, mac_weighted  # noqa: E402
 from pyvs.timing.operands import uniform_pairs  # noqa: E402
 from pyvs.timing.params import CORNERS  # noqa: E402
+from studylib import ONSET, finish, onset, parser  # noqa: E402
 
 VOLTS = [round(0.37 + 0.001 * i, 3) for i in range(331)]  # 0.370 .. 0.700 V, 1 mV apart
-ONSET = 1e-9          # P(wrong) per MAC of the most erring bit that counts as "errs"
 BELOW = 0.010         # V below the onset where the erring bits are counted
-
-
-def onset(p: np.ndarray) -> float:
-    """The highest voltage at which the table's most erring bit reaches ONSET."""
-    hit = [v for v, row in zip(VOLTS, p) if row.max() >= ONSET]
-    return max(hit) if hit else float("nan")
 
 
 def bits_at(p: np.ndarray, volts: float) -> list:
@@ -94,10 +86,10 @@ def study(args) -> dict:
             die = LayerTiming(EventModel(32, dataclasses.replace(tech, corner=corner), adder), lt.histograms)
             tables = die.tables(VOLTS, array)
             p = mac_weighted(tables, macs)
-            on = onset(p)
+            on = onset(p, VOLTS)
             below = on - BELOW
             entry["corners"][corner] = {
-                "onset": on, "worst_layer_onset": max(onset(t) for t in tables.values()),
+                "onset": on, "worst_layer_onset": max(onset(t, VOLTS) for t in tables.values()),
                 "bits_below": bits_at(p, below) if on == on else [],
                 "top": [float(f"{x:.3g}") for x in p.max(1)],            # most erring bit, per V
                 "p_below": ([float(f"{x:.3g}") for x in p[VOLTS.index(round(below, 3))]]
@@ -106,7 +98,7 @@ def study(args) -> dict:
         # (1 + gb) * path, which clock_period writes as (1 + gb') * ref_path
         equal = (1 + tech.guard_band) * path / ref_path - 1
         entry["equal_margin"] = {"guard_band": equal, "onset": onset(mac_weighted(lt.tables(VOLTS, array, equal),
-                                                                                  macs))}
+                                                                                  macs), VOLTS)}
         out["adders"][adder] = entry
         print(f"{adder}: {entry['pairs']} pairs simulated in {entry['simulate_s']:.0f} s", flush=True)
     return out
@@ -163,19 +155,12 @@ def plot(doc, path: str) -> None:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=None, help="ImageNet sample folder (default: uniform operand pairs)")
-    ap.add_argument("--weights", default=None)
-    ap.add_argument("--calibration-images", type=int, default=32)
+    ap = parser(__doc__, "circuits", data_required=False,
+                data_help="ImageNet sample folder (default: uniform operand pairs)")
     ap.add_argument("--pairs-per-layer", type=int, default=4096)
     ap.add_argument("--uniform-pairs", type=int, default=1 << 17, help="without --data (default: %(default)s)")
-    ap.add_argument("--out", default="circuits", help="output prefix (.json, .png)")
     args = ap.parse_args()
-    doc = study(args)
-    with open(args.out + ".json", "w") as f:
-        json.dump(doc, f)
-    print_table(doc)
-    plot(doc, args.out + ".png")
+    finish(study(args), args.out, print_table, plot)
 
 
 if __name__ == "__main__":

@@ -14,8 +14,6 @@ the pairs (per layer, then MAC-weighted); its standard error is the spread
 of the 4 folds' estimates / 2, and the interval is +-1.96 of it (a normal
 approximation that is too narrow where a fold sees almost no late pair).
 """
-import argparse
-import json
 import time
 
 import matplotlib
@@ -32,16 +30,12 @@ from pyvs.evaluate import evaluate  # noqa: E402
 from pyvs.hardware import ArrayConfig  # noqa: E402
 from pyvs.nn import convert  # noqa: E402
 from pyvs.timing.event import EventModel  # noqa: E402
-from pyvs.timing.layers import ONSET, mac_weighted  # noqa: E402
+from pyvs.timing.layers import mac_weighted  # noqa: E402
+from studylib import finish, onset, parser  # noqa: E402
 
 VOLTS = [round(0.48 + 0.001 * i, 3) for i in range(81)]   # 0.480 .. 0.560 V, 1 mV apart
 SHOW = (0.515, 0.52, 0.525)
 FOLDS = 4
-
-
-def onset(p: np.ndarray) -> float:
-    hit = [v for v, row in zip(VOLTS, p) if row.max() >= ONSET]
-    return max(hit) if hit else float("nan")
 
 
 def groups_of(pairs, sizes):
@@ -101,7 +95,7 @@ def study(args) -> dict:
         folds = np.stack([mac_weighted(t, macs) for t, _ in per_fold])
         se = folds.std(0, ddof=1) / np.sqrt(FOLDS)
         n_pairs = int(sum(min(size, len(q)) for q in pairs.values()))
-        rows.append({"pairs_per_layer": size, "pairs": n_pairs, "onset": onset(p),
+        rows.append({"pairs_per_layer": size, "pairs": n_pairs, "onset": onset(p, VOLTS),
                      "p31": {str(v): float(p[VOLTS.index(v), 31]) for v in SHOW},
                      "p31_se": {str(v): float(se[VOLTS.index(v), 31]) for v in SHOW},
                      "top": [float(f"{x:.3g}") for x in p.max(1)]})
@@ -150,19 +144,11 @@ def plot(doc, path: str) -> None:
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--weights", default=None)
-    ap.add_argument("--calibration-images", type=int, default=32)
+    ap = parser(__doc__, "convergence")
     ap.add_argument("--per-image", type=int, default=8192, help="candidates per image and layer")
     ap.add_argument("--doublings", type=int, default=6, help="sizes 4096 * 2^0 .. 2^k pairs per layer")
-    ap.add_argument("--out", default="convergence", help="output prefix (.json, .png)")
     args = ap.parse_args()
-    doc = study(args)
-    with open(args.out + ".json", "w") as f:
-        json.dump(doc, f)
-    print_table(doc)
-    plot(doc, args.out + ".png")
+    finish(study(args), args.out, print_table, plot)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,6 @@ kind; the simulator's speed; and a figure.
     python scripts/timing_study.py --data ../shared/data \\
         --weights ../shared/data/mobilenet_v2_int8_qnnpack_state_dict.pth --out docs/timing_study
 """
-import argparse
 import json
 import time
 
@@ -27,10 +26,10 @@ from pyvs.nn.layers import SystolicLinear, systolic_layers  # noqa: E402
 from pyvs.timing.event import EventModel  # noqa: E402
 from pyvs.timing.layers import mac_weighted  # noqa: E402
 from pyvs.timing.operands import uniform_pairs  # noqa: E402
+from studylib import ONSET, onset, parser  # noqa: E402
 
 VOLTS = [round(0.40 + 0.005 * i, 3) for i in range(101)]  # 0.40 .. 0.90 V
 SHOW = [0.50, 0.51, 0.52, 0.53, 0.55]
-ONSET = 1e-9  # P(wrong) per MAC of a layer's most erring bit that counts as "errs"
 TOP_BITS = (31, 30, 29)
 
 
@@ -64,20 +63,10 @@ def kind(layer, first: bool) -> str:
     return "1x1 expand" if layer.out_channels > layer.in_channels else "1x1 project"
 
 
-def onset(p: np.ndarray, volts) -> float:
-    """The highest voltage at which the table's most erring bit reaches ONSET."""
-    hit = [v for v, row in zip(volts, p) if row.max() >= ONSET]
-    return max(hit) if hit else float("nan")
-
-
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", required=True)
-    ap.add_argument("--weights", default=None)
-    ap.add_argument("--calibration-images", type=int, default=32)
-    ap.add_argument("--pairs-per-layer", type=int, default=4096)
+    ap = parser(__doc__, "timing_study")
+    ap.add_argument("--pairs-per-layer", type=int, default=timing.TimingSpec().pairs_per_layer)
     ap.add_argument("--dataflow", default="ws", choices=["ws", "os"], help="the array's dataflow (default: ws)")
-    ap.add_argument("--out", default="timing_study", help="output prefix (.json, .png)")
     args = ap.parse_args()
 
     model = convert(models.mobilenet_v2_int8(args.weights))
@@ -94,8 +83,8 @@ def main():
     lt = layer_timing(model, images, spec, dataflow=args.dataflow)
     t_all = time.perf_counter() - t0
     n_pairs = sum(lt.provenance["pairs"].values())
-    pairs = capture_pairs(model, images, samples=args.pairs_per_layer, seed=spec.options.seed,
-                          dataflow=args.dataflow)
+    pairs = capture_pairs(model, images, samples=args.pairs_per_layer, per_image=spec.candidates_per_image,
+                          seed=spec.options.seed, dataflow=args.dataflow)
     wrong, late = lt.tables(VOLTS, array), lt.tables(VOLTS, array, late=True)
     real_w, real_l = mac_weighted(wrong, macs), mac_weighted(late, macs)
 

@@ -41,3 +41,17 @@ def test_convergence_on_a_small_capture(tmp_path):
     rows = json.loads((tmp_path / "v.json").read_text())["rows"]
     assert [r["pairs_per_layer"] for r in rows] == [4096, 8192] and rows[0]["pairs"] < rows[1]["pairs"]
     assert "| 8192 |" in out and (tmp_path / "v.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not WEIGHTS.exists(), reason="needs the shared weights")
+def test_signature_study_on_a_small_capture(tmp_path):
+    out = _run("signature_study.py", "--data", str(DATA), "--weights", str(WEIGHTS), "--calibration-images", "2",
+               "--pairs-per-layer", "512", "--out", str(tmp_path / "s"))
+    doc = json.loads((tmp_path / "s.json").read_text())
+    for r in doc["rows"]:
+        assert abs(sum(c["mac_share"] for c in r["classes"]) - 1) < 1e-9
+        if r["p_any"] > 0:  # every error sits on a run into the product's sign bits
+            assert abs(sum(c["error_share"] for c in r["classes"]) - 1) < 1e-9
+            assert r["classes"][0]["error_share"] == 0
+    assert "| 17–20 |" in out and (tmp_path / "s.png").stat().st_size > 0
