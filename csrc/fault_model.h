@@ -34,6 +34,22 @@
 //   of independent Bernoulli(p[b]) events per (MAC, bit), at about two draws
 //   per event plus one per erring bit.
 //
+// Conditioned injection (the op given patterns and joint tables). A MAC's
+// errors then depend on its own operands, through its signature
+//   L = the number of top bits, from bit W-1 down, in which the partial sum
+//       entering the MAC (x, W bits, the faulty one: earlier errors of the
+//       tile included) and its product (a * w as W bits) differ
+// (a carry entering that run of propagating adder cells ripples through
+// all of it before the top bits settle; pyvs/timing/signatures.py), and the
+// erring bits are exactly pattern j with probability joint[L][j]. Drawn by
+// thinning: candidate MACs come at the bound rate
+//   q = max over L of P(some bit errs | L) = sum over j of joint[L][j]
+// (the gap table above, with this q); at a candidate one draw u accepts it
+// when u < accept[L] = floor(P(some | L) / q * 2^62), then one draw v picks
+// the smallest j with v < cum[L][j] = floor(P(pattern <= j | L, some) *
+// 2^62) (capped at the last pattern). A rejected candidate is no event. What
+// the erring bits do (replay, flip, TE-Drop) is as above.
+//
 // Bit-identity across devices rules out log/exp/pow in the kernels (libm,
 // CUDA and torch differ in the last ulp). All floating-point work happens
 // once on the host (make_fault_tables in systolic_matmul.cpp, mirrored by
@@ -162,6 +178,10 @@ struct FaultTables {
   const int64_t* first;      // first[b] = floor(P(lowest erring bit <= b | any) * 2^62)
   const int64_t* next;       // next[j*W + b] = floor(P(some bit in (j, b] errs) * 2^62),
                              // 0 for b <= j; row j = W-1 unused
+  int P = 0;                 // conditioned injection: patterns; 0: independent bits
+  const int64_t* accept = nullptr;    // [W + 1]: floor(P(some | L) / q * 2^62)
+  const int64_t* cum = nullptr;       // [(W + 1) * P]: cum[L * P + j]
+  const int64_t* patterns = nullptr;  // [P]: masks of erring bits
 };
 
 // Largest g in [0, K] with gap[g] <= u: the number of clean MACs before the
@@ -211,6 +231,39 @@ PYVS_HD uint32_t sample_event_bits(const FaultTables& t, OutputStream& rs) {
     j = b;
   }
   return bits;
+}
+
+// Number of leading one bits of x (32 when x is all ones).
+PYVS_HD int leading_ones(uint32_t x) {
+  if (x == 0xFFFFFFFFu) return 32;
+#if defined(__CUDA_ARCH__)
+  return __clz(int(~x));
+#else
+  return __builtin_clz(~x);
+#endif
+}
+
+// The signature L of a MAC (conditioned injection): the top bits in which
+// the entering partial sum x and the product differ (both W-bit patterns,
+// taken mod 2^W here), 0..W.
+PYVS_HD int signature_of(uint32_t x, uint32_t product, int W) {
+  // Bits below the W-bit window are zeros after the shift: the count stops there.
+  const int run = leading_ones((x ^ product) << (32 - W));
+  return run < W ? run : W;
+}
+
+// The erring bits of a candidate MAC under conditioned injection, 0 when
+// the candidate is rejected (no event); x: the partial sum entering it,
+// product: a * w (mod 2^32 both).
+PYVS_HD uint32_t sample_conditioned_bits(const FaultTables& t, OutputStream& rs, uint32_t x,
+                                         uint32_t product) {
+  const int L = signature_of(x, product, t.W);
+  if (rs.uniform() >= t.accept[L]) return 0u;
+  const int64_t v = rs.uniform();
+  const int64_t* c = t.cum + int64_t(L) * t.P;
+  int j = 0;
+  while (j < t.P - 1 && v >= c[j]) ++j;
+  return uint32_t(t.patterns[j]);
 }
 
 // Index of the lowest set bit of x != 0.
@@ -281,12 +334,16 @@ PYVS_HD int32_t systolic_output(Acts a, const int8_t* w,
         s += uint32_t(int32_t(a[k]) * int32_t(w[k * w_stride]));
       }
       if (k - 1 == next_event) {
-        const uint32_t bits = sample_event_bits(t, rs);
-        count_events(bits, protect, drop, counter);
-        if (dropped(bits, protect, drop)) {
-          s -= uint32_t(int32_t(a[k - 1]) * int32_t(w[(k - 1) * w_stride]));
-        } else {
-          s = (s & mask) ^ (bits & ~protect);
+        const uint32_t product = uint32_t(int32_t(a[k - 1]) * int32_t(w[(k - 1) * w_stride]));
+        const uint32_t bits = t.P ? sample_conditioned_bits(t, rs, s - product, product)
+                                  : sample_event_bits(t, rs);
+        if (bits) {  // 0: a rejected candidate (conditioned injection)
+          count_events(bits, protect, drop, counter);
+          if (dropped(bits, protect, drop)) {
+            s -= product;
+          } else {
+            s = (s & mask) ^ (bits & ~protect);
+          }
         }
         next_event = k + sample_gap(t, rs.uniform());
         if (next_event > K) next_event = K;
@@ -332,13 +389,9 @@ PYVS_HD uint32_t output_patch(Acts a, const int8_t* w, int64_t w_stride,
     return uint32_t(sign_extend(s & mask, t.W)) -
            uint32_t(sign_extend((s - d) & mask, t.W));
   };
-  for (int64_t k = first_event(t, rs); k < K; k += 1 + sample_gap(t, rs.uniform())) {
-    const uint32_t bits = sample_event_bits(t, rs);
-    count_events(bits, protect, drop, counter);
-    const bool skip = dropped(bits, protect, drop);
-    const uint32_t flips = skip ? 0u : bits & ~protect;
-    if (!flips && !skip) continue;
-    if (k >= tile_end) {  // the first change of a new tile
+  // The faulty partial sum s through MAC k (opening k's tile if it is not the pending one).
+  auto sum_through = [&](int64_t k) {
+    if (k >= tile_end) {
       if (tile_end > 0) patch += finish_tile();
       pos = k - k % rows;
       tile_end = pos + rows < K ? pos + rows : K;
@@ -346,6 +399,22 @@ PYVS_HD uint32_t output_patch(Acts a, const int8_t* w, int64_t w_stride,
       d = 0;
     }
     for (; pos <= k; ++pos) s += uint32_t(int32_t(a[pos]) * int32_t(w[pos * w_stride]));
+  };
+  for (int64_t k = first_event(t, rs); k < K; k += 1 + sample_gap(t, rs.uniform())) {
+    uint32_t bits;
+    if (t.P) {  // conditioned: every candidate needs its operands
+      sum_through(k);
+      const uint32_t product = uint32_t(int32_t(a[k]) * int32_t(w[k * w_stride]));
+      bits = sample_conditioned_bits(t, rs, s - product, product);
+      if (!bits) continue;
+    } else {
+      bits = sample_event_bits(t, rs);
+    }
+    count_events(bits, protect, drop, counter);
+    const bool skip = dropped(bits, protect, drop);
+    const uint32_t flips = skip ? 0u : bits & ~protect;
+    if (!flips && !skip) continue;
+    sum_through(k);
     // Flipping bits b changes the value by +-2^b each: (s ^ flips) - s.
     const uint32_t change = skip ? 0u - uint32_t(int32_t(a[k]) * int32_t(w[k * w_stride])) : (s ^ flips) - s;
     d += change;

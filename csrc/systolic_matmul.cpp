@@ -7,13 +7,16 @@
 #include <ATen/ATen.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <map>
 #include <mutex>
 #include <sstream>
 #include <string>
+#include <optional>
 #include <tuple>
+#include <vector>
 
 #include "systolic_matmul.h"
 
@@ -52,6 +55,58 @@ Probabilities read_probabilities(const at::Tensor& p_bits, const char* op) {
     out[b] = pp[b];
   }
   return out;
+}
+
+// Conditioned injection's tables (fault_model.h), checked and on the host:
+// P patterns (masks), joint[L * P + j] = P(the erring bits are exactly
+// pattern j | signature L), L = 0..W. P == 0: independent bits.
+struct Conditioned {
+  int64_t P = 0;
+  std::vector<double> joint;
+  std::vector<int64_t> patterns;
+};
+
+constexpr int64_t kMaxPatterns = int64_t(1) << 16;
+
+// patterns int64 [P] and joint float64 [W + 1, P], both or neither; `op`
+// names the caller in messages.
+Conditioned read_conditioned(const std::optional<at::Tensor>& patterns,
+                             const std::optional<at::Tensor>& joint, int W, const char* op) {
+  Conditioned c;
+  TORCH_CHECK_VALUE(patterns.has_value() == joint.has_value(),
+              op, ": patterns and joint go together (conditioned injection), got only ",
+              patterns.has_value() ? "patterns" : "joint");
+  if (!patterns.has_value()) return c;
+  const at::Tensor& pt = *patterns;
+  const at::Tensor& jt = *joint;
+  TORCH_CHECK_TYPE(pt.scalar_type() == at::kLong, op, ": patterns must be int64, got ", pt.scalar_type());
+  TORCH_CHECK_TYPE(jt.scalar_type() == at::kDouble, op, ": joint must be float64, got ", jt.scalar_type());
+  TORCH_CHECK_VALUE(pt.dim() == 1 && pt.size(0) >= 1 && pt.size(0) <= kMaxPatterns,
+              op, ": patterns must be 1-D [P] with 1 <= P <= ", kMaxPatterns, ", got shape ", shape_str(pt));
+  c.P = pt.size(0);
+  TORCH_CHECK_VALUE(jt.dim() == 2 && jt.size(0) == W + 1 && jt.size(1) == c.P,
+              op, ": joint must be [W + 1, P] = [", W + 1, ", ", c.P, "] (a row per signature 0..W, a "
+              "column per pattern), got shape ", shape_str(jt));
+  const at::Tensor ph = pt.to(at::kCPU).contiguous(), jh = jt.to(at::kCPU).contiguous();
+  c.patterns.assign(ph.const_data_ptr<int64_t>(), ph.const_data_ptr<int64_t>() + c.P);
+  c.joint.assign(jh.const_data_ptr<double>(), jh.const_data_ptr<double>() + (W + 1) * c.P);
+  for (int64_t j = 0; j < c.P; ++j) {
+    TORCH_CHECK_VALUE(c.patterns[j] >= 1 && c.patterns[j] < (int64_t(1) << W),
+                op, ": patterns[", j, "] = ", c.patterns[j], " is not a non-empty mask of the ", W,
+                "-bit accumulator's bits");
+  }
+  for (int L = 0; L <= W; ++L) {
+    double total = 0.0;
+    for (int64_t j = 0; j < c.P; ++j) {
+      const double x = c.joint[L * c.P + j];
+      TORCH_CHECK_VALUE(std::isfinite(x) && x >= 0.0 && x <= 1.0,
+                  op, ": joint[", L, ", ", j, "] = ", x, " is not a probability in [0, 1]");
+      total = total + x;
+    }
+    TORCH_CHECK_VALUE(total <= 1.0 + 1e-9,
+                op, ": joint[", L, "] sums to ", total, " > 1 (a MAC errs in at most one pattern)");
+  }
+  return c;
 }
 
 // Every argument but impl; *p receives p_bits.
@@ -112,9 +167,12 @@ MatmulArgs check_matmul_args(const at::Tensor& a, const at::Tensor& w, const at:
 }
 
 // The tables of fault_model.h, packed into one CPU int64 tensor of length
-// (K + 1) + W + W * W: gap | first | next. *any: whether any p > 0.
-at::Tensor make_fault_tables(const Probabilities& p, int W, int64_t K, bool* any) {
-  at::Tensor packed = at::zeros({K + 1 + W + W * W}, at::kLong);
+// (K + 1) + W + W * W: gap | first | next, then with conditioned injection
+// (W + 1) + (W + 1) * P + P: accept | cum | patterns. *any: whether an
+// event can happen.
+at::Tensor make_fault_tables(const Probabilities& p, int W, int64_t K, const Conditioned& cond, bool* any) {
+  const int64_t P = cond.P;
+  at::Tensor packed = at::zeros({K + 1 + W + W * W + (P ? (W + 1) * (P + 1) + P : 0)}, at::kLong);
   int64_t* gap = packed.data_ptr<int64_t>();
   int64_t* first = gap + K + 1;
   int64_t* next = first + W;
@@ -136,7 +194,29 @@ at::Tensor make_fault_tables(const Probabilities& p, int W, int64_t K, bool* any
       next[j * W + b] = thresh(cj);
     }
   }
-  const double q = c;  // P(a MAC has at least one event)
+  double q = c;  // P(a MAC has at least one event)
+  if (P) {  // conditioned: candidates at the bound rate, accepted per signature
+    int64_t* accept = next + W * W;
+    int64_t* cum_c = accept + W + 1;
+    int64_t* patterns = cum_c + (W + 1) * P;
+    double some[kMaxWidth + 1];
+    q = 0.0;
+    for (int L = 0; L <= W; ++L) {
+      double total = 0.0;
+      for (int64_t j = 0; j < P; ++j) total = total + cond.joint[L * P + j];
+      some[L] = total;
+      if (total > q) q = total;
+    }
+    for (int L = 0; L <= W && q > 0.0; ++L) {
+      accept[L] = thresh(some[L] / q);
+      double run = 0.0;
+      for (int64_t j = 0; j < P && some[L] > 0.0; ++j) {
+        run = run + cond.joint[L * P + j];
+        cum_c[L * P + j] = thresh(run / some[L]);
+      }
+    }
+    for (int64_t j = 0; j < P; ++j) patterns[j] = cond.patterns[j];
+  }
   *any = q > 0.0;
   if (*any) {
     for (int b = 0; b < W; ++b) first[b] = thresh(cum[b] / q);
@@ -156,22 +236,25 @@ at::Tensor make_fault_tables(const Probabilities& p, int W, int64_t K, bool* any
 // result; it is cleared when it outgrows kMaxCachedBytes (sweeps visit many
 // tables). It is never destroyed: a CUDA tensor freed after the driver shut
 // down at exit would fail.
-at::Tensor device_fault_tables(const Probabilities& p, int W, int64_t K, const at::Device& device,
-                               bool* any) {
+at::Tensor device_fault_tables(const Probabilities& p, int W, int64_t K, const Conditioned& cond,
+                               const at::Device& device, bool* any) {
   constexpr size_t kMaxCachedBytes = size_t(256) << 20;
   struct Entry {
     at::Tensor tables;
     bool any;
   };
-  using Key = std::tuple<int, int64_t, std::string>;  // device, K, the bits of p[0..W)
+  using Key = std::tuple<int, int64_t, std::string>;  // device, K, the bits of p[0..W) and cond
   static auto* cache = new std::map<Key, Entry>();
   static auto* mutex = new std::mutex();
   static size_t bytes = 0;
-  Key key{device.index(), K, std::string(reinterpret_cast<const char*>(p.data()), sizeof(double) * W)};
+  std::string bits(reinterpret_cast<const char*>(p.data()), sizeof(double) * W);
+  bits.append(reinterpret_cast<const char*>(cond.joint.data()), sizeof(double) * cond.joint.size());
+  bits.append(reinterpret_cast<const char*>(cond.patterns.data()), sizeof(int64_t) * cond.patterns.size());
+  Key key{device.index(), K, std::move(bits)};
   const std::lock_guard<std::mutex> lock(*mutex);
   auto it = cache->find(key);
   if (it == cache->end()) {
-    at::Tensor host = make_fault_tables(p, W, K, any);
+    at::Tensor host = make_fault_tables(p, W, K, cond, any);
     const size_t size = size_t(host.numel()) * sizeof(int64_t);
     if (bytes + size > kMaxCachedBytes) {
       cache->clear();
@@ -191,7 +274,7 @@ at::Tensor device_fault_tables(const Probabilities& p, int W, int64_t K, const a
 // rate of events that change a sum (unprotected errors; with TE-Drop, every
 // error) leaves at least half of the outputs to patch (then the patches redo
 // the simple path's work).
-bool use_fast_path(c10::string_view impl, const MatmulArgs& r, const Probabilities& p,
+bool use_fast_path(c10::string_view impl, const MatmulArgs& r, const Probabilities& p, const Conditioned& cond,
                    const Backend& backend) {
   TORCH_CHECK_VALUE(impl == "auto" || impl == "fast" || impl == "simple",
               "systolic_matmul: impl must be 'auto', 'fast' or 'simple', got '", impl, "'");
@@ -202,6 +285,11 @@ bool use_fast_path(c10::string_view impl, const MatmulArgs& r, const Probabiliti
   double no_flip = 1.0;
   for (int b = 0; b < r.W; ++b) {
     if (r.drop || !((r.protect >> b) & 1u)) no_flip *= 1.0 - p[b];
+  }
+  for (int L = 0; L <= r.W && cond.P; ++L) {  // conditioned: at most the bound rate
+    double some = 0.0;
+    for (int64_t j = 0; j < cond.P; ++j) some += cond.joint[L * cond.P + j];
+    no_flip = std::min(no_flip, 1.0 - some);
   }
   return 1.0 - std::pow(no_flip, double(r.K)) < 0.5;
 }
@@ -217,12 +305,24 @@ at::Tensor column_major(const at::Tensor& w3) {
 
 PreparedMatmul prepare_matmul(const at::Tensor& a, const at::Tensor& w, const at::Tensor& p_bits,
                               int64_t protect, int64_t seed, int64_t layer, int64_t row_offset,
-                              int64_t rows, c10::string_view impl, bool drop, const Backend& backend) {
+                              int64_t rows, c10::string_view impl, bool drop,
+                              const std::optional<at::Tensor>& patterns, const std::optional<at::Tensor>& joint,
+                              const Backend& backend) {
   PreparedMatmul c;
   Probabilities p;
   c.r = check_matmul_args(a, w, p_bits, protect, seed, layer, row_offset, rows, drop, &p);
   const MatmulArgs& r = c.r;
-  c.fast = use_fast_path(impl, r, p, backend);
+  const Conditioned cond = read_conditioned(patterns, joint, r.W, "systolic_matmul");
+  for (int b = 0; b < r.W && cond.P; ++b) {
+    TORCH_CHECK_VALUE(p[b] == 0.0, "systolic_matmul: with patterns and joint (conditioned injection) p_bits "
+                "only gives the width W and must be all zeros, got p_bits[", b, "] = ", p[b]);
+  }
+  for (const auto* t : {&patterns, &joint}) {
+    TORCH_CHECK_VALUE(!t->has_value() || (*t)->device().is_cpu() || (*t)->device() == a.device(),
+                "systolic_matmul: patterns and joint must be on the CPU or on a's device (", a.device(),
+                "), got ", (*t)->device());
+  }
+  c.fast = use_fast_path(impl, r, p, cond, backend);
   c.a3 = a.reshape({r.G, r.M, r.K});
   // The CPU's simple path reads each output's K activations in a row: give
   // it rows (the fast path reads them only around flips, and its clean
@@ -232,10 +332,16 @@ PreparedMatmul prepare_matmul(const at::Tensor& a, const at::Tensor& w, const at
   const auto int32 = a.options().dtype(at::kInt);
   c.w3 = column_major(w.reshape({r.G, r.K, r.N}));
   bool any = false;
-  c.tables = a.device().is_cpu() ? make_fault_tables(p, r.W, r.K, &any)
-                                 : device_fault_tables(p, r.W, r.K, a.device(), &any);
+  c.tables = a.device().is_cpu() ? make_fault_tables(p, r.W, r.K, cond, &any)
+                                 : device_fault_tables(p, r.W, r.K, cond, a.device(), &any);
   const int64_t* base = c.tables.const_data_ptr<int64_t>();
   c.t = FaultTables{r.W, r.K, any, base, base + r.K + 1, base + r.K + 1 + r.W};
+  if (cond.P) {
+    c.t.P = int(cond.P);
+    c.t.accept = base + r.K + 1 + r.W + r.W * r.W;
+    c.t.cum = c.t.accept + r.W + 1;
+    c.t.patterns = c.t.cum + (r.W + 1) * cond.P;
+  }
   if (!c.fast) {
     c.out = c.groups_inner ? at::empty({r.M, r.G}, int32).t().unsqueeze(2)
                            : at::empty({r.G, r.M, r.N}, int32);
@@ -258,11 +364,13 @@ namespace {
 
 // ---- Private ops, for the tests ---------------------------------------------
 
-at::Tensor fault_tables_op(const at::Tensor& p_bits, int64_t K) {
+at::Tensor fault_tables_op(const at::Tensor& p_bits, int64_t K, const std::optional<at::Tensor>& patterns,
+                           const std::optional<at::Tensor>& joint) {
   TORCH_CHECK_VALUE(K >= 0, "_fault_tables: K must be >= 0, got ", K);
   const Probabilities p = read_probabilities(p_bits, "_fault_tables");
+  const int W = int(p_bits.size(0));
   bool any = false;
-  return make_fault_tables(p, int(p_bits.size(0)), K, &any);
+  return make_fault_tables(p, W, K, read_conditioned(patterns, joint, W, "_fault_tables"), &any);
 }
 
 void check_gemm_operands(const at::Tensor& a, const at::Tensor& w, int64_t dims, const char* op) {
@@ -300,9 +408,9 @@ TORCH_LIBRARY(pyvs, m) {
   m.def(
       "systolic_matmul(Tensor a, Tensor w, Tensor p_bits, int protect=0, "
       "int seed=0, int layer=0, int row_offset=0, int rows=256, "
-      "str impl='auto', bool drop=False) -> (Tensor, Tensor)");
+      "str impl='auto', bool drop=False, Tensor? patterns=None, Tensor? joint=None) -> (Tensor, Tensor)");
   // Host-side tables, exposed so tests can check reference.py against them.
-  m.def("_fault_tables(Tensor p_bits, int K) -> Tensor");
+  m.def("_fault_tables(Tensor p_bits, int K, Tensor? patterns=None, Tensor? joint=None) -> Tensor");
   // The fast path's clean GEMM, exposed so tests can check each method.
   m.def("_clean_gemm(Tensor a, Tensor w, int acc_bits, int rows, str method) -> Tensor");
   // What the clean GEMM hands to torch._int_mm, so that CPU tests pin the

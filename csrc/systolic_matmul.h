@@ -9,6 +9,7 @@
 #include <ATen/core/Tensor.h>
 #include <c10/util/string_view.h>
 
+#include <optional>
 #include <tuple>
 
 #include "fault_model.h"
@@ -77,13 +78,15 @@ struct PreparedMatmul {
 
 // Checks every argument (a c10::Error names the argument, what was expected
 // and what was given), reads p_bits once, builds the fault tables on a's
-// device, picks the path (impl: "auto", "fast" or "simple"; see
+// device (with patterns and joint, conditioned injection's), picks the path (impl: "auto", "fast" or "simple"; see
 // use_fast_path in systolic_matmul.cpp) and, on the fast path, computes the
 // clean product: by backend.depthwise for one column per group (N = 1) where
 // the backend has one, else by clean_systolic_gemm.
 PreparedMatmul prepare_matmul(const at::Tensor& a, const at::Tensor& w, const at::Tensor& p_bits,
                               int64_t protect, int64_t seed, int64_t layer, int64_t row_offset,
-                              int64_t rows, c10::string_view impl, bool drop, const Backend& backend);
+                              int64_t rows, c10::string_view impl, bool drop,
+                              const std::optional<at::Tensor>& patterns, const std::optional<at::Tensor>& joint,
+                              const Backend& backend);
 
 // ---- The fast path's clean GEMM (clean_gemm.cpp) ---------------------------
 

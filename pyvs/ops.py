@@ -6,7 +6,7 @@ step-by-step version is :mod:`pyvs.reference`.
 """
 from __future__ import annotations
 
-from typing import Sequence, Union
+from typing import Optional, Sequence, Union
 
 import torch
 
@@ -44,7 +44,7 @@ def seed64(seed: int) -> int:
 def systolic_matmul(  # long: the op's full documentation, units and shapes
     a: torch.Tensor,
     w: torch.Tensor,
-    p_bits: Union[torch.Tensor, Sequence[float]],
+    p_bits: Union[torch.Tensor, Sequence[float], None],
     protect: int = 0,
     seed: int = 0,
     layer: int = 0,
@@ -53,6 +53,8 @@ def systolic_matmul(  # long: the op's full documentation, units and shapes
     *,
     drop: bool = False,
     impl: str = "auto",
+    patterns: Optional[torch.Tensor] = None,
+    joint: Optional[torch.Tensor] = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Integer matmul on a simulated systolic array, with a timing error
     drawn for every bit of every MAC's W-bit partial sum: a protected bit's
@@ -85,6 +87,15 @@ def systolic_matmul(  # long: the op's full documentation, units and shapes
             the MAC's other erring bits flip; True, TE-Drop (ThUnderVolt,
             DAC 2018): the MAC's update is skipped, the partial sum keeps
             its value from before the MAC, and none of its errors lands.
+        patterns (Tensor[P], int64), joint (Tensor[W + 1, P], float64):
+            conditioned injection instead of independent bits (both or
+            neither; CPU or a's device): a MAC's erring bits are exactly
+            ``patterns[j]`` (a non-empty mask) with probability
+            ``joint[L, j]``, L its signature, the number of top bits (from
+            bit W - 1 down) in which the partial sum entering it and its
+            product differ (:func:`pyvs.timing.signatures.signature`); each
+            row sums to at most 1. ``p_bits`` then gives only W and must be
+            zeros (None: made so).
         impl (str): how to compute it, never what: ``"simple"`` runs the
             definition output by output; ``"fast"`` computes the clean product
             with an exact integer GEMM (float32 BLAS in exact K-chunks on CPU,
@@ -102,9 +113,12 @@ def systolic_matmul(  # long: the op's full documentation, units and shapes
         bits that erred; replays, or with ``drop`` the erring bits of the
         dropped MACs).
     """
+    if p_bits is None and isinstance(joint, torch.Tensor) and joint.dim() == 2:
+        p_bits = torch.zeros(joint.shape[0] - 1, dtype=torch.float64)
     return torch.ops.pyvs.systolic_matmul(
         a, w, as_p_bits(p_bits), integer(protect, "protect"), seed64(seed), integer(layer, "layer"),
         integer(row_offset, "row_offset"), integer(rows, "rows"), str(impl), _flag(drop, "drop"),
+        patterns, joint,
     )
 
 
@@ -149,8 +163,14 @@ def _check_shapes(a, w, p_bits, protect, layer, row_offset, rows, impl):
 
 @torch.library.register_fake("pyvs::systolic_matmul")
 def _systolic_matmul_fake(a, w, p_bits, protect=0, seed=0, layer=0, row_offset=0, rows=ROWS,
-                          impl="auto", drop=False):
+                          impl="auto", drop=False, patterns=None, joint=None):
     W = _check_shapes(a, w, p_bits, protect, layer, row_offset, rows, impl)
+    torch._check_value((patterns is None) == (joint is None),
+                       lambda: "systolic_matmul: patterns and joint go together (conditioned injection)")
+    if joint is not None:
+        torch._check_value(joint.dim() == 2 and joint.shape[0] == W + 1 and patterns.dim() == 1
+                           and joint.shape[1] == patterns.shape[0],
+                           lambda: f"systolic_matmul: joint must be [W + 1, P] = [{W + 1}, P] for patterns [P]")
     stats = a.new_empty((2, W), dtype=torch.int64)
     if a.dim() == 2:
         return a.new_empty((a.shape[0], w.shape[1]), dtype=torch.int32), stats

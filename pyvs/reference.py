@@ -14,7 +14,8 @@ import torch
 
 from .hardware import ROWS
 
-__all__ = ["philox4x32_10", "screen_word", "uniform62", "fault_tables", "systolic_matmul"]
+__all__ = ["philox4x32_10", "screen_word", "uniform62", "fault_tables", "conditioned_tables", "signature",
+           "systolic_matmul"]
 
 _M32 = 0xFFFFFFFF
 _PHILOX_M = (0xD2511F53, 0xCD9E8D57)
@@ -114,6 +115,66 @@ def fault_tables(p_bits: Sequence[float], K: int):
     return as_t(gap), as_t(first), as_t(nxt), q > 0.0
 
 
+def conditioned_tables(patterns: Sequence[int], joint, K: int):
+    """Host tables of conditioned injection (``csrc/fault_model.h``) from
+    patterns [P] and joint [W + 1, P] (P(pattern j | signature L)), with
+    Python floats in ``make_fault_tables``' order: (gap [K+1], accept [W+1],
+    cum [W+1, P], patterns [P]) as int64 tensors and ``any``."""
+    rows = [[float(x) for x in row] for row in (joint.tolist() if isinstance(joint, torch.Tensor) else joint)]
+    P = len(rows[0])
+    some = []
+    for row in rows:
+        total = 0.0
+        for x in row:
+            total = total + x
+        some.append(total)
+    q = max(some)
+    gap, accept, cum = [0] * (K + 1), [0] * len(rows), [[0] * P for _ in rows]
+    if q > 0.0:
+        for L, row in enumerate(rows):
+            accept[L] = _thresh(some[L] / q)
+            run = 0.0
+            for j in range(P if some[L] > 0.0 else 0):
+                run = run + row[j]
+                cum[L][j] = _thresh(run / some[L])
+        d = 0.0
+        for g in range(1, K + 1):
+            d = d + (1.0 - d) * q
+            gap[g] = _thresh(d)
+    as_t = lambda v: torch.tensor(v, dtype=torch.int64)  # noqa: E731
+    pats = [int(m) for m in (patterns.tolist() if isinstance(patterns, torch.Tensor) else patterns)]
+    return as_t(gap), as_t(accept), as_t(cum), as_t(pats), q > 0.0
+
+
+def signature(x: torch.Tensor, product: torch.Tensor, W: int) -> torch.Tensor:
+    """L of every MAC: the top bits (from W - 1 down) in which the W-bit
+    partial sum x and the product differ, int64 (as ``signature_of``)."""
+    diff = (x ^ product) & ((1 << W) - 1)
+    run = torch.zeros_like(diff)
+    alive = torch.ones_like(diff, dtype=torch.bool)
+    for b in range(W - 1, -1, -1):
+        alive &= ((diff >> b) & 1) == 1
+        run += alive
+    return run
+
+
+def _conditioned_bits(streams: "_Streams", hit: torch.Tensor, x: torch.Tensor, product: torch.Tensor,
+                      accept: torch.Tensor, cum: torch.Tensor, pats: torch.Tensor, W: int) -> torch.Tensor:
+    """The erring bits of the candidate MACs (hit), 0 where rejected: one
+    draw accepts per signature, a second picks the pattern."""
+    L = signature(x, product, W)
+    ok = streams.uniform(hit) < accept[L]
+    bits = torch.zeros_like(L)
+    if bool(ok.any()):
+        sel = torch.zeros_like(hit)
+        idx = hit.nonzero(as_tuple=True)
+        sel[tuple(ix[ok] for ix in idx)] = True
+        v = streams.uniform(sel)
+        j = (cum[L[ok]] <= v[:, None]).sum(1).clamp(max=len(pats) - 1)  # smallest j with v < cum[L][j]
+        bits[ok] = pats[j]
+    return bits
+
+
 class _Streams:
     """The random streams of all outputs [G, M, N] of one call: their
     coordinates (global row and column) and how many draws each has spent."""
@@ -189,9 +250,13 @@ def systolic_matmul(
     row_offset: int = 0,
     rows: int = ROWS,
     drop: bool = False,
+    patterns=None,
+    joint=None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Reference for :func:`pyvs.ops.systolic_matmul` (same arguments, same
     results, no input validation beyond what the loop needs). CPU only."""
+    if p_bits is None:
+        p_bits = [0.0] * (len(joint) - 1)
     p = [float(x) for x in (p_bits.tolist() if isinstance(p_bits, torch.Tensor) else p_bits)]
     W = len(p)
     batched = a.dim() == 3
@@ -200,6 +265,9 @@ def systolic_matmul(
     G, M, K = a3.shape
     mod = 1 << W
     gap, first, nxt, any_event = fault_tables(p, K)
+    conditioned = joint is not None
+    if conditioned:
+        gap, accept, cum, pats, any_event = conditioned_tables(patterns, joint, K)
     streams = _Streams(seed, layer, G, M, w3.shape[2], row_offset)
     next_event = streams.first_events(gap, K) if any_event else torch.full((G, M, w3.shape[2]), K)
     counts = torch.zeros(2, W, dtype=torch.int64)  # injected, corrected
@@ -210,10 +278,15 @@ def systolic_matmul(
         if k % rows == 0:
             s.zero_()
         before = s
-        s = (s + a3[:, :, k, None] * w3[:, None, k, :]) % mod
+        product = a3[:, :, k, None] * w3[:, None, k, :]
+        s = (s + product) % mod
         hit = next_event == k
         if hit.any():
-            bits = _event_bits(streams, hit, first, nxt, W)
+            if conditioned:  # rejected candidates get no bits: no event
+                bits = _conditioned_bits(streams, hit, before[hit], (product % mod).expand_as(s)[hit],
+                                         accept, cum, pats, W)
+            else:
+                bits = _event_bits(streams, hit, first, nxt, W)
             # TE-Drop: a MAC with a detected error keeps the sum from before it.
             skip = ((bits & protect) != 0) & drop
             on = (bits[:, None] >> torch.arange(W)) & 1  # [hits, W]

@@ -22,3 +22,28 @@ def p_regime(name, W=W32):
     if name == "mixed":  # every bit in play, some protected
         return [1e-3 * 1.15 ** b for b in range(W)], 0x0F00F0F0 & ((1 << W) - 1)
     raise KeyError(name)
+
+
+def conditioned_regime(name, W=W32):
+    """Conditioned injection's tables (patterns int64 [P], joint float64
+    [W + 1, P]) and a protect mask for each test regime."""
+    gen = torch.Generator().manual_seed(hash((name, W)) % 2**31)
+    if name == "zero":
+        return torch.tensor([1 << (W - 1)]), torch.zeros(W + 1, 1, dtype=torch.float64), 0
+    if name == "rare":  # the top bits, jointly, on long runs only
+        pats = torch.tensor([1 << (W - 1), 3 << (W - 2), 7 << (W - 3)])
+        joint = torch.zeros(W + 1, 3, dtype=torch.float64)
+        joint[W // 2:] = torch.tensor([1e-3, 2e-4, 1e-5], dtype=torch.float64)
+        return pats, joint, 0
+    if name == "heavy":  # any bits, every signature, some protected
+        pats = torch.randint(1, 1 << W, (6,), generator=gen, dtype=torch.int64)
+        joint = torch.rand(W + 1, 6, generator=gen, dtype=torch.float64) * 0.08
+        return pats, joint, 0x0F00F0F0 & ((1 << W) - 1)
+    if name == "certain":  # some signatures always err (rows that sum to 1)
+        pats = torch.tensor([1 << (W - 1), (1 << 5) | 1])
+        joint = torch.zeros(W + 1, 2, dtype=torch.float64)
+        joint[0] = torch.tensor([0.5, 0.5], dtype=torch.float64)
+        joint[W] = torch.tensor([1.0, 0.0], dtype=torch.float64)
+        joint[3] = torch.tensor([0.1, 0.0], dtype=torch.float64)
+        return pats, joint, 1 << (W - 1)
+    raise KeyError(name)

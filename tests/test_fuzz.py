@@ -91,8 +91,16 @@ def valid_problem(draw):
     W = draw(st.integers(8, 32))
     G = draw(st.integers(1, 3))
     M, K, N = draw(st.integers(1, 23)), draw(st.integers(0, 70)), draw(st.integers(1, 9))
-    regime = draw(st.sampled_from(["zero", "tiny", "heavy", "random", "certain"]))
-    if regime == "zero":
+    regime = draw(st.sampled_from(["zero", "tiny", "heavy", "random", "certain", "conditioned"]))
+    cond = {}
+    if regime == "conditioned":  # joint patterns by signature; p_bits zeros
+        P = draw(st.integers(1, 4))
+        pats = [draw(st.integers(1, 2 ** W - 1)) for _ in range(P)]
+        scale = draw(st.sampled_from([1e-9, 1e-3, 0.1, 1.0]))
+        joint = [[draw(st.floats(0.0, 1.0)) * scale / P for _ in range(P)] for _ in range(W + 1)]
+        cond = dict(patterns=torch.tensor(pats), joint=torch.tensor(joint, dtype=torch.float64))
+        p = [0.0] * W
+    elif regime == "zero":
         p = [0.0] * W
     elif regime == "tiny":
         p = [draw(st.sampled_from([0.0, 1e-12, 5e-324, 1e-6])) for _ in range(W)]
@@ -111,20 +119,20 @@ def valid_problem(draw):
     threads = draw(st.sampled_from([1, 2]))
     batched = draw(st.booleans()) or G > 1
     drop = draw(st.booleans())
-    return W, G, M, K, N, p, protect, rows, dtype, seed, row_offset, split, threads, batched, drop
+    return W, G, M, K, N, p, protect, rows, dtype, seed, row_offset, split, threads, batched, drop, cond
 
 
 @settings(max_examples=40)
 @given(problem=valid_problem(), data=st.data())
 def test_every_path_equals_the_reference(problem, data):
-    W, G, M, K, N, p, protect, rows, dtype, seed, row_offset, split, threads, batched, drop = problem
+    W, G, M, K, N, p, protect, rows, dtype, seed, row_offset, split, threads, batched, drop, cond = problem
     gen = torch.Generator().manual_seed(data.draw(st.integers(0, 2 ** 31)))
     lo, hi = (0, 256) if dtype == torch.uint8 else (-128, 128)
     a = torch.randint(lo, hi, (G, M, K), generator=gen, dtype=torch.int16).to(dtype)
     w = torch.randint(-128, 128, (G, K, N), generator=gen, dtype=torch.int16).to(torch.int8)
     if not batched:
         a, w = a[0], w[0]
-    args = dict(protect=protect, seed=seed, layer=5, rows=rows, drop=drop)
+    args = dict(protect=protect, seed=seed, layer=5, rows=rows, drop=drop, **cond)
     ref = R.systolic_matmul(a, w, p, row_offset=row_offset, **args)
     torch.set_num_threads(threads)
     for impl in ("simple", "fast", "auto"):

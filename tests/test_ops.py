@@ -10,7 +10,7 @@ import pyvs
 from pyvs import reference as R
 
 from conftest import CUDA, cpu_and_cuda, needs_cuda
-from opdata import W32, p_regime, rand_int8
+from opdata import W32, conditioned_regime, p_regime, rand_int8
 
 # ---- kernels against the reference ------------------------------------------
 
@@ -60,6 +60,84 @@ def test_te_drop_matches_reference_on_every_path(shape, rows, regime):
     args = dict(protect=protect, seed=4321, layer=2, row_offset=5, rows=rows, drop=True)
     ref = R.systolic_matmul(a, w, p, **args)
     assert_all_impls_match(a, w, p, ref, **args)
+
+
+@pytest.mark.parametrize("regime", ["zero", "rare", "heavy", "certain"])
+@pytest.mark.parametrize("drop", [False, True])
+@pytest.mark.parametrize("rows", [7, 256])
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
+def test_conditioned_injection_matches_reference_on_every_path(shape, rows, drop, regime):
+    M, K, N = shape
+    gen = torch.Generator().manual_seed(hash((shape, rows, regime, "cond")) % 2**31)
+    a, w = rand_int8((M, K), gen, torch.uint8), rand_int8((K, N), gen)
+    pats, joint, protect = conditioned_regime(regime)
+    args = dict(protect=protect, seed=99, layer=4, row_offset=3, rows=rows, drop=drop)
+    ref = R.systolic_matmul(a, w, None, patterns=pats, joint=joint, **args)
+    assert_all_impls_match(a, w, None, ref, patterns=pats, joint=joint, **args)
+
+
+@pytest.mark.parametrize("regime", ["zero", "rare", "heavy", "certain"])
+@pytest.mark.parametrize("W,K", [(32, 0), (32, 300), (13, 40)])
+def test_conditioned_tables_match_reference(regime, W, K):
+    pats, joint, _ = conditioned_regime(regime, W)
+    got = torch.ops.pyvs._fault_tables(torch.zeros(W, dtype=torch.float64), K, pats, joint)
+    gap, accept, cum, patterns, _ = R.conditioned_tables(pats, joint, K)
+    base = K + 1 + W + W * W
+    assert torch.equal(got[:K + 1], gap)
+    assert torch.equal(got[base:], torch.cat([accept, cum.flatten(), patterns]))
+
+
+def _signatures(a, w, W, rows):
+    """Signature L of every MAC of a fault-free [M, K] x [K, N] product, int64 [M, K, N]."""
+    prod = a.long()[:, :, None] * w.long()[None]
+    tiles = [prod[:, k0: k0 + rows].cumsum(1) - prod[:, k0: k0 + rows] for k0 in range(0, a.shape[1], rows)]
+    x = torch.cat(tiles, 1)  # the partial sum entering each MAC
+    return R.signature(x % (1 << W), prod % (1 << W), W)
+
+
+@pytest.mark.parametrize("impl", ["simple", "fast"])
+def test_conditioned_events_are_binomial_per_signature_and_joint(impl):
+    # Errors only at signatures 20 and 24: one pattern of bit 31 alone,
+    # one of bits 30-31 together. Protected (replays), they leave the sums
+    # fault-free, so each class's MACs can be counted on the clean product.
+    gen = torch.Generator().manual_seed(8)
+    M, K, N, rows = 96, 300, 40, 256
+    a = torch.randint(0, 60, (M, K), generator=gen).to(torch.uint8)  # small sums of either sign
+    w = rand_int8((K, N), gen)
+    pats = torch.tensor([1 << 31, 3 << 30])
+    joint = torch.zeros(33, 2, dtype=torch.float64)
+    joint[20] = torch.tensor([0.03, 0.0], dtype=torch.float64)
+    joint[24] = torch.tensor([0.0, 0.2], dtype=torch.float64)
+    L = _signatures(a, w, 32, rows)
+    n20, n24 = int((L == 20).sum()), int((L == 24).sum())
+    assert n20 > 1000 and n24 > 1000
+    _, stats = pyvs.systolic_matmul(a, w, None, protect=3 << 30, seed=5, rows=rows, impl=impl,
+                                    patterns=pats, joint=joint)
+    both = int(stats[1, 30])
+    ok, info = within_binomial(both, n24, 0.2)
+    assert ok, info
+    ok, info = within_binomial(int(stats[1, 31]) - both, n20, 0.03)
+    assert ok, info
+    assert int(stats[0].sum()) == 0 and int(stats[1, :30].sum()) == 0
+
+
+@pytest.mark.parametrize("change,message", [
+    (dict(joint=None), "patterns and joint go together"),
+    (dict(p=[1e-3] * 32), "must be all zeros"),
+    (dict(joint=torch.zeros(32, 2, dtype=torch.float64)), r"joint must be \[W \+ 1, P\]"),
+    (dict(joint=torch.full((33, 2), 0.6, dtype=torch.float64)), "sums to 1.2 > 1"),
+    (dict(joint=torch.full((33, 2), -0.1, dtype=torch.float64)), "is not a probability"),
+    (dict(patterns=torch.tensor([0, 1])), "not a non-empty mask"),
+    (dict(patterns=torch.tensor([1 << 32, 1])), "not a non-empty mask"),
+    (dict(patterns=torch.tensor([1.0, 2.0])), "patterns must be int64"),
+])
+def test_conditioned_bad_input_is_a_clear_error(change, message):
+    gen = torch.Generator().manual_seed(1)
+    a, w = rand_int8((4, 9), gen), rand_int8((9, 3), gen)
+    args = dict(p=[0.0] * 32, patterns=torch.tensor([1, 2]), joint=torch.full((33, 2), 0.1, dtype=torch.float64))
+    args.update(change)
+    with pytest.raises((ValueError, TypeError, RuntimeError), match=message):
+        pyvs.systolic_matmul(a, w, args["p"], patterns=args["patterns"], joint=args["joint"])
 
 
 @pytest.mark.parametrize("regime", ["tiny", "mixed"])
@@ -448,6 +526,9 @@ def test_opcheck(device):
     torch.library.opcheck(torch.ops.pyvs.systolic_matmul.default,
                           (a.view(1, 5, 9), w.view(1, 9, 4), p))
     torch.library.opcheck(torch.ops.pyvs.systolic_matmul.default, (a, w, p, 3, 1, 2, 0, 4, "auto", True))
+    pats, joint, _ = conditioned_regime("heavy", 16)
+    torch.library.opcheck(torch.ops.pyvs.systolic_matmul.default,
+                          (a, w, torch.zeros_like(p), 3, 1, 2, 0, 4, "auto", False, pats.to(device), joint.to(device)))
 
 
 def test_traces_under_torch_compile():
@@ -482,6 +563,23 @@ def test_cuda_matches_cpu(shape, regime, dtype):
                                        impl=impl, **args)
             assert gpu[0].is_cuda
             assert torch.equal(cpu[0], gpu[0].cpu()) and torch.equal(cpu[1], gpu[1].cpu()), (impl, rows, p_dev)
+
+
+@needs_cuda
+@pytest.mark.parametrize("regime", ["rare", "heavy", "certain"])
+@pytest.mark.parametrize("shape", SHAPES + [(1000, 1152, 300)], ids=lambda s: "x".join(map(str, s)))
+def test_cuda_conditioned_injection_matches_cpu(shape, regime):
+    M, K, N = shape
+    gen = torch.Generator().manual_seed(M * 5 + K)
+    a, w = rand_int8((M, K), gen, torch.uint8), rand_int8((K, N), gen)
+    pats, joint, protect = conditioned_regime(regime)
+    for rows, drop in ((7, False), (256, True)):
+        args = dict(protect=protect, seed=78, layer=6, row_offset=9, rows=rows, drop=drop)
+        cpu = pyvs.systolic_matmul(a, w, None, impl="simple", patterns=pats, joint=joint, **args)
+        for impl, dev in [(impl, dev) for impl in IMPLS for dev in ("cpu", "cuda")]:
+            gpu = pyvs.systolic_matmul(a.cuda(), w.cuda(), None, impl=impl, patterns=pats.to(dev),
+                                       joint=joint.to(dev), **args)
+            assert torch.equal(cpu[0], gpu[0].cpu()) and torch.equal(cpu[1], gpu[1].cpu()), (impl, rows, dev)
 
 
 @needs_cuda

@@ -185,10 +185,11 @@ const Backend kCpu{/*min_fast_k=*/16, GemmMethod::kIntMM, GemmMethod::kFloat32, 
 std::tuple<at::Tensor, at::Tensor> systolic_matmul_cpu(
     const at::Tensor& a, const at::Tensor& w, const at::Tensor& p_bits, int64_t protect,
     int64_t seed, int64_t layer, int64_t row_offset, int64_t rows, c10::string_view impl,
-    bool drop) {
+    bool drop, const std::optional<at::Tensor>& patterns, const std::optional<at::Tensor>& joint) {
   TORCH_INTERNAL_ASSERT(a.device().is_cpu());
   const PreparedMatmul c =
-      prepare_matmul(a, w, p_bits, protect, seed, layer, row_offset, rows, impl, drop, kCpu);
+      prepare_matmul(a, w, p_bits, protect, seed, layer, row_offset, rows, impl, drop, patterns, joint,
+                     kCpu);
   if (!c.fast || c.t.any) {
     PYVS_DISPATCH_ACTIVATIONS(c.a3.scalar_type(), "systolic_matmul_cpu", [&] {
       if (c.fast) {

@@ -139,11 +139,12 @@ constexpr Backend kCuda{/*min_fast_k=*/32, GemmMethod::kIntMM, GemmMethod::kFloa
 std::tuple<at::Tensor, at::Tensor> systolic_matmul_cuda(
     const at::Tensor& a, const at::Tensor& w, const at::Tensor& p_bits, int64_t protect,
     int64_t seed, int64_t layer, int64_t row_offset, int64_t rows, c10::string_view impl,
-    bool drop) {
+    bool drop, const std::optional<at::Tensor>& patterns, const std::optional<at::Tensor>& joint) {
   TORCH_INTERNAL_ASSERT(a.device().is_cuda());
   const c10::cuda::CUDAGuard guard(a.device());
   const PreparedMatmul c =
-      prepare_matmul(a, w, p_bits, protect, seed, layer, row_offset, rows, impl, drop, kCuda);
+      prepare_matmul(a, w, p_bits, protect, seed, layer, row_offset, rows, impl, drop, patterns, joint,
+                     kCuda);
   const MatmulArgs& r = c.r;
   if (r.G * r.M * r.N == 0 || (c.fast && !c.t.any)) return c.result();
   auto* S = reinterpret_cast<unsigned long long*>(c.stats.data_ptr<int64_t>());
