@@ -101,7 +101,7 @@ def _timing_options() -> argparse.ArgumentParser:
     from .timing import DEFAULT_MODEL, NAMED_MODELS
     from .timing.datapath import ADDERS, DEFAULT_ADDER
     from .timing.params import CORNERS
-    from .timing.spec import CALIBRATION_IMAGES, PAIRS_PER_LAYER
+    from .timing.spec import CALIBRATION_IMAGES, DEFAULT_INJECTION, INJECTIONS, PAIRS_PER_LAYER
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("timing model (pyvs.timing.TimingSpec)")
     g.add_argument("--timing-model", default=None, metavar="MODEL",
@@ -120,6 +120,9 @@ def _timing_options() -> argparse.ArgumentParser:
     g.add_argument("--pairs-per-layer", type=int, default=PAIRS_PER_LAYER,
                    help="event: operand pairs kept per layer (default: %(default)s, about 4 minutes on 2 "
                         "cores: the onset then moves < 1 mV when they double; docs/timing.md)")
+    g.add_argument("--injection", default=DEFAULT_INJECTION, metavar="{" + ",".join(INJECTIONS) + "}",
+                   help="how a MAC's erring bits are drawn: " + "; ".join(f"{n}: {t}" for n, t in INJECTIONS.items())
+                   + " (default: %(default)s)")
     return p
 
 
@@ -177,14 +180,21 @@ def _array(args) -> "hardware.ArrayConfig":
 def _timing_spec(args, array):
     """The TimingSpec of the command line; its checks name the options."""
     from .timing import DEFAULT_MODEL, NAMED_MODELS, TimingSpec
+    from .timing.spec import INJECTIONS
     name = args.timing_model or (DEFAULT_MODEL if getattr(args, "data", None) else "event-uniform")
     if name not in NAMED_MODELS:
         raise UserError(f"--timing-model {name!r} is not one of {', '.join(NAMED_MODELS)}")
     tech = {n: getattr(args, n) for n, _ in _TECH_OPTIONS if getattr(args, n) is not None}
     integer(args.calibration_images, "--calibration-images", 2)
     integer(args.pairs_per_layer, "--pairs-per-layer", 1)
+    if args.injection not in INJECTIONS:
+        raise UserError(f"--injection {args.injection!r} is not one of {', '.join(INJECTIONS)}")
+    if args.injection == "conditioned" and name != "event":
+        raise UserError(f"--injection conditioned needs --timing-model event (operands captured from the model), "
+                        f"not {name}")
     spec = TimingSpec.named(name, calibration_images=args.calibration_images,
-                            pairs_per_layer=args.pairs_per_layer, corner=args.corner, adder=args.adder, **tech)
+                            pairs_per_layer=args.pairs_per_layer, corner=args.corner, adder=args.adder,
+                            injection=args.injection, **tech)
     spec.check_voltages([array.v_nominal], array)
     if spec.needs_operands and not getattr(args, "data", None):
         raise UserError(f"--timing-model {name} captures operands from a model: give --data (and --weights), "

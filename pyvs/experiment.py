@@ -67,6 +67,7 @@ class Experiment:
         self.n_images = sum(world.gather(sum(len(y) for _, y in batches)))
         self._golden, self._workload = golden, None
         self._layer_timing: Optional[LayerTiming] = None
+        self._joint: Dict[float, Dict[str, Tuple[torch.Tensor, torch.Tensor]]] = {}
         # Masks that agree on the bits that can err give the same events and
         # the same outputs: each (voltage, seed, effective mask) is evaluated once.
         self._done: Dict[tuple, Tuple[Accuracy, Counts, float]] = {}
@@ -186,7 +187,7 @@ class Experiment:
         key = self.key(where, p_bits, mask, seed, on_error)
         if key not in self._done:
             desc = f"{'schedule' if schedule else f'{volts:.3f} V'} {strategy} {mask:#x}"
-            self._done[key] = self._measure(p_bits, mask, seed, desc, on_error)
+            self._done[key] = self._measure(p_bits, mask, seed, desc, on_error, volts)
         accuracy, counts, seconds = self._done[key]
         bits = bin(mask).count("1")
         replays = counts.corrected_per_layer if on_error == "replay" else {}
@@ -216,16 +217,34 @@ class Experiment:
         schedule = {n: float(schedule[n]) for n in layers}
         return self.point(schedule, self.schedule_rates(schedule), mask, seed, strategy, on_error)
 
+    def joint_tables(self, volts: Union[float, Schedule]) -> Dict[str, Tuple[torch.Tensor, torch.Tensor]]:
+        """Conditioned injection's tables of every layer with captured pairs
+        ({layer: (patterns, joint)}) at ``volts`` (V, or a schedule {layer:
+        V}); remembered per voltage."""
+        layer_volts = volts if isinstance(volts, dict) else None
+        wanted = sorted(set(layer_volts.values())) if layer_volts else [float(volts)]
+        for v in wanted:
+            if v not in self._joint:
+                self._joint[v] = self.layer_timing().joint_tables(v, self.array, self.timing.tech.guard_band)
+        if layer_volts is None:
+            return self._joint[float(volts)]
+        return {n: self._joint[v][n] for n, v in layer_volts.items() if n in self._joint[v]}
+
     def _measure(self, p_bits: Rates, mask: int, seed: int, desc: str,
-                 on_error: str = "replay") -> Tuple[Accuracy, Counts, float]:
+                 on_error: str = "replay", volts: Union[float, Schedule, None] = None
+                 ) -> Tuple[Accuracy, Counts, float]:
         if not bool((per_bit_max(p_bits) > 0).any()):
             # No bit can err: no event is drawn at all, the run IS the golden run.
             return self.golden.accuracy, Counts.none(self.acc_bits), 0.0
-        config = lambda p: FaultConfig(p, protect=mask, seed=seed, rows=self.array.rows,  # noqa: E731
-                                       dataflow=self.array.dataflow, on_error=on_error)
+        joint = self.joint_tables(volts) if self.timing.injection == "conditioned" else {}
+
+        def config(p, name=None):
+            patterns, table = joint.get(name, (None, None))
+            return FaultConfig(p, protect=mask, seed=seed, rows=self.array.rows, dataflow=self.array.dataflow,
+                               on_error=on_error, patterns=patterns, joint=table)
         golden = self.golden
         set_faults(self.model, config(p_bits) if isinstance(p_bits, torch.Tensor)
-                   else {name: config(p) for name, p in p_bits.items()})
+                   else {name: config(p, name) for name, p in p_bits.items()})
         self.evaluations += 1
         try:
             ev = self._evaluate(golden.pred, desc)

@@ -121,7 +121,7 @@ def check_writable(out_dir: str) -> None:
 # than 256 per image holds fewer pairs than asked, and is not resumed.
 _ADDED = {"array": {"dataflow": "ws", "dvfs_switch_ns": None}, "energy": {"supply_decap_f": None},
           "timing": {"tech": {"corner": "typical", "sigma_vth_die": None},
-                     "calibration": {"candidates_per_image": 256}}}
+                     "calibration": {"candidates_per_image": 256}, "injection": "independent"}}
 
 
 def _as_recorded(added: dict, old, new):

@@ -98,6 +98,8 @@ MODEL_BAD = [
     (["--timing-model", "magic"], "is not one of event, event-uniform, static-uniform"),
     (["--calibration-images", "1"], "--calibration-images must be"),
     (["--pairs-per-layer", "0"], "--pairs-per-layer must be"),
+    (["--injection", "joint"], "--injection 'joint' is not one of independent, conditioned"),
+    (["--injection", "conditioned", "--timing-model", "static-uniform"], "needs --timing-model event"),
     (["--guard-band", "-0.5"], "guard_band must be >= 0"),
 ]
 

@@ -11,6 +11,7 @@ from pyvs.experiment import Experiment
 from pyvs.hardware import ArrayConfig
 from pyvs.timing import LayerTiming, TimingSpec
 from pyvs.timing.event import EventModel
+from pyvs.timing import signatures as S
 from pyvs.timing.layers import mac_weighted
 
 from tinynet import batched, tiny
@@ -221,3 +222,47 @@ def test_output_stationary_tables_come_from_their_own_pairs():
     assert tables["ws"].layers != tables["os"].layers
     with pytest.raises(ValueError, match="dataflow must be one of ws, os"):
         Capture(dataflow="rs")
+
+
+@pytest.fixture(scope="module")
+def conditioned():
+    _, images, q = tiny()
+    spec = TimingSpec.named("event", calibration_images=16, pairs_per_layer=1024, injection="conditioned")
+    return Experiment(q, batched(images, 8), array=ArrayConfig(rows=16), timing=spec, progress=False)
+
+
+def test_joint_tables_have_the_layer_tables_raw_rates(conditioned):
+    # Each layer's P(pattern | signature), weighted by how often its pairs
+    # have each signature, gives back every bit's P(wrong) at that capture
+    # time as the histograms give it (before the tables' envelope).
+    lt = conditioned.layer_timing()
+    array = ArrayConfig(rows=16)
+    for v in (0.5, 0.47):
+        tc = lt.model.capture_times([v], array)[0]
+        tables = lt.joint_tables(v, array)
+        assert set(tables) == set(lt.pairs)
+        for name, (patterns, joint) in tables.items():
+            p = lt.pairs[name]
+            share = np.bincount(S.signature(p.x, p.a, p.w, W), minlength=W + 1) / len(p)
+            bits = ((patterns.numpy()[:, None] >> np.arange(W)) & 1).astype(float)
+            marginal = share @ joint.numpy() @ bits
+            want = T.waveforms.probabilities(lt.histograms[name], [tc], lt.model.tech.sigma_gate, lt.model.d2)[0][0]
+            assert np.allclose(marginal, want, rtol=1e-9, atol=1e-300), (name, v)
+            assert joint.shape == (W + 1, len(patterns)) and float(joint.sum(1).max()) <= 1
+
+
+def test_conditioned_injection_runs_the_model_and_says_so(conditioned, timing):
+    exp_ind, _ = timing
+    v = 0.48
+    got = conditioned.point(v, conditioned.error_table([v]).rates(v), 0, 0, "none")
+    assert got.counts.injected > 0
+    assert conditioned.timing.describe()["injection"] == "conditioned"
+    assert exp_ind.timing.describe()["injection"] == "independent"
+    again = conditioned.point(v, conditioned.error_table([v]).rates(v), 0, 0, "none")
+    assert again.counts == got.counts  # remembered, and deterministic
+    with pytest.raises(ValueError, match="captured pairs"):
+        exp_ind.layer_timing().joint_tables(v, ArrayConfig(rows=16))
+    with pytest.raises(ValueError, match="needs the 'event' timing model"):
+        TimingSpec.named("event-uniform", injection="conditioned")
+    with pytest.raises(ValueError, match="unknown injection"):
+        TimingSpec.named("event", injection="joint")

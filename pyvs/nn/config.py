@@ -36,6 +36,12 @@ class FaultConfig:
         on_error: what a detected error (a protected bit that errs) does:
             'replay' (default; Razor replays the MAC, a stall) or 'drop'
             (TE-Drop: the MAC's update is skipped, no stall).
+        patterns, joint: conditioned injection (both or neither): int64 [P]
+            masks of erring bits and float64 [W + 1, P], P(pattern j |
+            signature L) (:func:`pyvs.ops.systolic_matmul`,
+            :meth:`pyvs.timing.LayerTiming.joint_tables`); the op then draws
+            the errors from them, and p_bits only says what their per-bit
+            rates are (W, reports).
     """
 
     p_bits: Optional[torch.Tensor] = None
@@ -45,8 +51,16 @@ class FaultConfig:
     impl: str = "auto"
     dataflow: str = "ws"
     on_error: str = "replay"
+    patterns: Optional[torch.Tensor] = None
+    joint: Optional[torch.Tensor] = None
 
     def __post_init__(self):
+        if (self.patterns is None) != (self.joint is None):
+            raise ValueError("FaultConfig: patterns and joint go together (conditioned injection)")
+        if self.joint is not None and (self.p_bits is None or not isinstance(self.joint, torch.Tensor)
+                                       or self.joint.dim() != 2 or self.joint.shape[0] != len(self.p_bits) + 1):
+            raise ValueError("FaultConfig: conditioned injection needs p_bits [W] (their per-bit rates) and "
+                             "joint [W + 1, P]")
         if self.p_bits is not None:
             self.p_bits = _check_p_bits(self.p_bits)
             self.protect = check_mask(self.protect, self.p_bits.numel(), "FaultConfig: protect")

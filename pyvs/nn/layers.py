@@ -115,7 +115,8 @@ class SystolicLayer(nn.Module):
         """a [G, M, K] uint8/int8, w [G, K, N] int8 -> int32 [G, M, N] on the
         array; a's rows are those of whole images, rows_per_image each."""
         cfg = self.fault or FaultConfig()
-        p = _zero_p(self.acc_bits) if cfg.p_bits is None else cfg.p_bits
+        # Conditioned injection: the joint tables are the law, p_bits only their rates.
+        p = _zero_p(self.acc_bits) if cfg.p_bits is None or cfg.joint is not None else cfg.p_bits
         ctx = current_pass()
         first = ctx.image_offset
         if not ctx.explicit:  # a plain call: this layer numbers its images (see pyvs.nn.probe)
@@ -124,7 +125,8 @@ class SystolicLayer(nn.Module):
             ctx.capture(self.name, a, w, rows_per_image, first)
         out, stats = systolic_matmul(a, w, p, protect=cfg.protect, seed=cfg.seed, layer=self.stream,
                                      row_offset=first * rows_per_image, rows=cfg.tile_rows(a.shape[2]),
-                                     impl=cfg.impl, drop=cfg.on_error == "drop")
+                                     impl=cfg.impl, drop=cfg.on_error == "drop", patterns=cfg.patterns,
+                                     joint=cfg.joint)
         if ctx.probe is not None:
             ctx.probe.record(self.name, stats, (w.shape[0], rows_per_image, w.shape[1], w.shape[2]))
         return out

@@ -8,11 +8,13 @@ import math
 from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from ..hardware import ArrayConfig
 from .event import EventModel
 from .operands import Pairs
+from .signatures import Intervals, signature_table, wrong_intervals
 from .table import ErrorTable
 from .waveforms import Histograms
 
@@ -29,16 +31,21 @@ class LayerTiming:
     convergence check (:meth:`onsets`)."""
 
     def __init__(self, model: EventModel, histograms: Dict[str, Histograms], provenance: Optional[dict] = None,
-                 halves: Optional[Dict[str, Tuple[Histograms, Histograms]]] = None):
+                 halves: Optional[Dict[str, Tuple[Histograms, Histograms]]] = None,
+                 pairs: Optional[Dict[str, Pairs]] = None):
         self.model, self.histograms, self.provenance = model, histograms, dict(provenance or {})
         self.halves = halves
+        self.pairs = pairs  # kept for conditioned injection (joint_tables)
         self._onsets: Dict[tuple, dict] = {}
+        self._intervals: Dict[str, Intervals] = {}
+        self._intervals_from = math.inf
 
     @classmethod
     def from_pairs(cls, model: EventModel, pairs: Dict[str, Pairs], provenance: Optional[dict] = None,
-                   progress: bool = False) -> "LayerTiming":
+                   progress: bool = False, keep_pairs: bool = False) -> "LayerTiming":
         """Simulates every layer's pairs (``progress``: a bar over the pairs),
-        each half apart (the cost is the same: halves share batches)."""
+        each half apart (the cost is the same: halves share batches);
+        ``keep_pairs``: keeps them, for :meth:`joint_tables`."""
         if not pairs:
             raise ValueError("no operand pairs: capture them from a model first")
         provenance = dict(provenance or {}, pairs={n: len(p) for n, p in pairs.items()})
@@ -49,7 +56,29 @@ class LayerTiming:
         halves = {n: (found[(n, 0)], found[(n, 1)]) for n in pairs if (n, 0) in found and (n, 1) in found}
         histograms = {n: (found[(n, 0)] + found[(n, 1)]) if n in halves else found[(n, 0)]
                       for n in pairs if (n, 0) in found}
-        return cls(model, histograms, provenance, halves)
+        return cls(model, histograms, provenance, halves, pairs if keep_pairs else None)
+
+    def joint_tables(self, voltage: float, array: ArrayConfig,
+                     guard_band: Optional[float] = None) -> Dict[str, Tuple[torch.Tensor, torch.Tensor]]:
+        """Conditioned injection's tables of every layer at ``voltage`` (V) on
+        ``array``: {layer: (patterns int64 [P], joint float64 [W + 1, P])},
+        P(pattern | signature) from its pairs' joint patterns
+        (:mod:`pyvs.timing.signatures`). Not enveloped: each bit's marginal
+        is the raw P(wrong) at this capture time, which the table's
+        envelope equals wherever P(wrong) falls with the voltage (near the
+        onset). The pairs' late intervals are simulated once, for the lowest
+        voltage asked so far."""
+        if self.pairs is None:
+            raise ValueError("conditioned injection needs the captured pairs: capture them with "
+                             "injection='conditioned' (TimingSpec)")
+        sigma, d2 = self.model.tech.sigma_gate, self.model.d2
+        tc = float(self.model.capture_times([voltage], array, guard_band)[0])
+        min_end = tc - 12 * sigma * math.sqrt(max(tc, 1e-12) * d2)
+        if min_end < self._intervals_from:
+            self._intervals = {n: wrong_intervals(self.model, p, min_end) for n, p in self.pairs.items()}
+            self._intervals_from = min_end
+        return {n: signature_table(p, self._intervals[n], tc, sigma, d2, self.model.acc_bits).op_tables()
+                for n, p in self.pairs.items()}
 
     def onsets(self, array: ArrayConfig, macs: Dict[str, int], guard_band: Optional[float] = None) -> dict:
         """Where errors begin, and how far that rests on the pairs: the

@@ -187,6 +187,16 @@ class SignatureTable:
         bits = (self.patterns[:, None] >> np.arange(self.acc_bits)[None]) & 1
         return self.mass.sum(0) @ bits / self.counts.sum()
 
+    def op_tables(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        """What the op's conditioned injection takes (:func:`pyvs.ops.systolic_matmul`):
+        patterns int64 [P] and joint float64 [W + 1, P], joint[L, j] =
+        P(the erring bits are exactly pattern j | signature L) (0 where no
+        pair had signature L). No pattern at all: one that never happens."""
+        if not len(self.patterns):
+            return torch.tensor([1 << (self.acc_bits - 1)]), torch.zeros(self.acc_bits + 1, 1, dtype=torch.float64)
+        joint = self.mass / np.maximum(self.counts, 1)[:, None]
+        return torch.from_numpy(self.patterns.copy()), torch.from_numpy(np.minimum(joint, 1.0))
+
     def multi_bit_share(self) -> float:
         """Of the MACs with a wrong bit, the share with more than one."""
         ones = np.array([bin(int(m)).count("1") for m in self.patterns])

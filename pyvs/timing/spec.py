@@ -29,6 +29,13 @@ NAMED_MODELS = {
     "static-uniform": "the first pyvs's static timing (every late bit wrong) on uniform operands",
 }
 DEFAULT_MODEL = "event"
+# How a MAC's erring bits are drawn from the tables (``--injection``).
+INJECTIONS = {
+    "independent": "each bit at its layer's average rate, independently of the others and of the operands",
+    "conditioned": "by the MAC's own operands (its signature: the run of top bits in which the entering partial "
+                   "sum and the product differ) and jointly over the bits ('event' only; docs/timing.md)",
+}
+DEFAULT_INJECTION = "independent"
 CUSTOM = "custom"  # hand-made rates (TimingSpec.custom): studies and tests
 CALIBRATION_IMAGES = 32
 PAIRS_PER_LAYER = 131072  # the onset moves < 1 mV when doubled (docs/timing.md, convergence)
@@ -47,6 +54,8 @@ class TimingSpec:
             operand pairs are captured (>= 2).
         pairs_per_layer: 'event': operand pairs kept per layer.
         rates: 'custom': voltages (V, list) -> float64 [len(V), W].
+        injection: how the op draws a MAC's erring bits, a name of
+            :data:`INJECTIONS` ('conditioned' needs the 'event' model).
     """
 
     model: str = DEFAULT_MODEL
@@ -54,8 +63,14 @@ class TimingSpec:
     calibration_images: int = CALIBRATION_IMAGES
     pairs_per_layer: int = PAIRS_PER_LAYER
     rates: Optional[Callable] = None
+    injection: str = DEFAULT_INJECTION
 
     def __post_init__(self):
+        if self.injection not in INJECTIONS:
+            raise ValueError(f"unknown injection {self.injection!r}; known: {', '.join(INJECTIONS)}")
+        if self.injection == "conditioned" and self.model != "event":
+            raise ValueError(f"conditioned injection needs the 'event' timing model (operands captured from the "
+                             f"model), not {self.model!r}")
         if self.model == CUSTOM:
             if not callable(self.rates):
                 raise ValueError("a custom timing spec needs rates: voltages -> float64 [V, W]")
@@ -70,17 +85,18 @@ class TimingSpec:
 
     @classmethod
     def named(cls, model: str = DEFAULT_MODEL, *, calibration_images: int = CALIBRATION_IMAGES,
-              pairs_per_layer: int = PAIRS_PER_LAYER, **options) -> "TimingSpec":
+              pairs_per_layer: int = PAIRS_PER_LAYER, injection: str = DEFAULT_INJECTION,
+              **options) -> "TimingSpec":
         """A named model (:data:`NAMED_MODELS`) with ``options``: TechParams
         fields (``vth``, ``guard_band``, ...), ``tech``, ``adder``,
-        ``design_freq_ghz``, ``seed``."""
+        ``design_freq_ghz``, ``seed``; ``injection``: :data:`INJECTIONS`."""
         if model not in NAMED_MODELS:
             raise ValueError(f"unknown timing model {model!r}; known: {', '.join(NAMED_MODELS)}")
         clash = sorted({"model", "operands"} & set(options))
         if clash:
             raise ValueError(f"the timing model {model!r} sets {clash} itself")
         opts = TimingOptions.from_kwargs(dict(options, model=model.split("-")[0]))
-        return cls(model, opts, calibration_images, pairs_per_layer)
+        return cls(model, opts, calibration_images, pairs_per_layer, injection=injection)
 
     @classmethod
     def custom(cls, rates: Callable) -> "TimingSpec":
@@ -133,6 +149,7 @@ class TimingSpec:
                                   # pairs across image boundaries (an image's first row after the
                                   # previous image's last); older captures had none
                                   "pairs_across_images": True}
+            out["injection"] = self.injection
         return out
 
     def layer_timing(self, pairs: Dict[str, Pairs], acc_bits: int, provenance: Optional[dict] = None,
@@ -142,7 +159,8 @@ class TimingSpec:
             raise ValueError(f"the timing model {self.model!r} does not take captured operand pairs")
         o = self.options
         event = EventModel(acc_bits, o.tech, o.adder, o.design_freq_ghz)
-        return LayerTiming.from_pairs(event, pairs, provenance, progress)
+        return LayerTiming.from_pairs(event, pairs, provenance, progress,
+                                      keep_pairs=self.injection == "conditioned")
 
     def table(self, voltages: Sequence[float], array: ArrayConfig, acc_bits: int,
               layers: Optional[LayerTiming] = None, macs: Optional[Dict[str, int]] = None,
@@ -164,4 +182,5 @@ class TimingSpec:
         return make_table(volts, array, acc_bits, **self.options.as_kwargs())
 
 
-__all__ = ["TimingSpec", "NAMED_MODELS", "DEFAULT_MODEL", "CALIBRATION_IMAGES", "PAIRS_PER_LAYER"]
+__all__ = ["TimingSpec", "NAMED_MODELS", "DEFAULT_MODEL", "CALIBRATION_IMAGES", "PAIRS_PER_LAYER", "INJECTIONS",
+           "DEFAULT_INJECTION"]
