@@ -189,12 +189,12 @@ def _timing_spec(args, array):
     integer(args.pairs_per_layer, "--pairs-per-layer", 1)
     if args.injection not in INJECTIONS:
         raise UserError(f"--injection {args.injection!r} is not one of {', '.join(INJECTIONS)}")
-    if args.injection == "conditioned" and name != "event":
-        raise UserError(f"--injection conditioned needs --timing-model event (operands captured from the model), "
-                        f"not {name}")
-    spec = TimingSpec.named(name, calibration_images=args.calibration_images,
-                            pairs_per_layer=args.pairs_per_layer, corner=args.corner, adder=args.adder,
-                            injection=args.injection, **tech)
+    try:
+        spec = TimingSpec.named(name, calibration_images=args.calibration_images,
+                                pairs_per_layer=args.pairs_per_layer, corner=args.corner, adder=args.adder,
+                                injection=args.injection, **tech)
+    except ValueError as e:  # a combination of options the spec refuses (e.g. --injection with a uniform model)
+        raise UserError(str(e)) from None
     spec.check_voltages([array.v_nominal], array)
     if spec.needs_operands and not getattr(args, "data", None):
         raise UserError(f"--timing-model {name} captures operands from a model: give --data (and --weights), "

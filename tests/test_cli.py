@@ -99,7 +99,7 @@ MODEL_BAD = [
     (["--calibration-images", "1"], "--calibration-images must be"),
     (["--pairs-per-layer", "0"], "--pairs-per-layer must be"),
     (["--injection", "joint"], "--injection 'joint' is not one of independent, conditioned"),
-    (["--injection", "conditioned", "--timing-model", "static-uniform"], "needs --timing-model event"),
+    (["--injection", "conditioned", "--timing-model", "static-uniform"], "needs the 'event' timing model"),
     (["--guard-band", "-0.5"], "guard_band must be >= 0"),
 ]
 
