@@ -567,7 +567,7 @@ def test_cuda_matches_cpu(shape, regime, dtype):
 
 @needs_cuda
 @pytest.mark.parametrize("regime", ["rare", "heavy", "certain"])
-@pytest.mark.parametrize("shape", SHAPES + [(1000, 1152, 300)], ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_cuda_conditioned_injection_matches_cpu(shape, regime):
     M, K, N = shape
     gen = torch.Generator().manual_seed(M * 5 + K)
