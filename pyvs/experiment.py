@@ -225,7 +225,8 @@ class Experiment:
         wanted = sorted(set(layer_volts.values())) if layer_volts else [float(volts)]
         for v in wanted:
             if v not in self._joint:
-                self._joint[v] = self.layer_timing().joint_tables(v, self.array, self.timing.tech.guard_band)
+                self._joint[v] = self.layer_timing().joint_tables(v, self.array, self.timing.tech.guard_band,
+                                                                  progress=self.progress)
         if layer_volts is None:
             return self._joint[float(volts)]
         return {n: self._joint[v][n] for n, v in layer_volts.items() if n in self._joint[v]}

@@ -58,8 +58,8 @@ class LayerTiming:
                       for n in pairs if (n, 0) in found}
         return cls(model, histograms, provenance, halves, pairs if keep_pairs else None)
 
-    def joint_tables(self, voltage: float, array: ArrayConfig,
-                     guard_band: Optional[float] = None) -> Dict[str, Tuple[torch.Tensor, torch.Tensor]]:
+    def joint_tables(self, voltage: float, array: ArrayConfig, guard_band: Optional[float] = None,
+                     progress: bool = False) -> Dict[str, Tuple[torch.Tensor, torch.Tensor]]:
         """Conditioned injection's tables of every layer at ``voltage`` (V) on
         ``array``: {layer: (patterns int64 [P], joint float64 [W + 1, P])},
         P(pattern | signature) from its pairs' joint patterns
@@ -67,7 +67,7 @@ class LayerTiming:
         is the raw P(wrong) at this capture time, which the table's
         envelope equals wherever P(wrong) falls with the voltage (near the
         onset). The pairs' late intervals are simulated once, for the lowest
-        voltage asked so far."""
+        voltage asked so far (``progress``: a bar over the pairs)."""
         if self.pairs is None:
             raise ValueError("conditioned injection needs the captured pairs: capture them with "
                              "injection='conditioned' (TimingSpec)")
@@ -75,7 +75,10 @@ class LayerTiming:
         tc = float(self.model.capture_times([voltage], array, guard_band)[0])
         min_end = tc - 12 * sigma * math.sqrt(max(tc, 1e-12) * d2)
         if min_end < self._intervals_from:
-            self._intervals = {n: wrong_intervals(self.model, p, min_end) for n, p in self.pairs.items()}
+            with tqdm(total=sum(len(p) for p in self.pairs.values()), desc="late intervals of the pairs",
+                      unit="pair", disable=not progress, leave=False) as bar:
+                self._intervals = {n: wrong_intervals(self.model, p, min_end, done=bar.update)
+                                   for n, p in self.pairs.items()}
             self._intervals_from = min_end
         return {n: signature_table(p, self._intervals[n], tc, sigma, d2, self.model.acc_bits).op_tables()
                 for n, p in self.pairs.items()}

@@ -35,7 +35,7 @@ tables:
 from __future__ import annotations
 
 import dataclasses
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -74,10 +74,12 @@ class Intervals:
     n: int
 
 
-def wrong_intervals(model: EventModel, pairs: Pairs, min_end: float, batch: int = BATCH) -> Intervals:
+def wrong_intervals(model: EventModel, pairs: Pairs, min_end: float, batch: int = BATCH,
+                    done: Optional[Callable[[int], None]] = None) -> Intervals:
     """Every wrong interval that ends at or after nominal time ``min_end``
     (units of d(V_nom)), of every pair, simulated as the tables simulate
-    them (:meth:`EventModel.histograms`)."""
+    them (:meth:`EventModel.histograms`); ``done(k)`` is told of every k
+    pairs simulated."""
     pairs.check_width(model.acc_bits)
     found = []
     for lo in range(0, len(pairs), batch):
@@ -105,6 +107,8 @@ def wrong_intervals(model: EventModel, pairs: Pairs, min_end: float, batch: int 
             e_t = (first + e_k) * model.dt
             keep = e_t >= min_end
             found.append((lo + late[e_col[keep]], np.full(int(keep.sum()), b), s_t[keep], e_t[keep]))
+        if done is not None:
+            done(n)
     if not found:
         empty = np.zeros(0, dtype=np.int64)
         return Intervals(empty, empty, np.zeros(0), np.zeros(0), len(pairs))
