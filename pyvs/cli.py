@@ -539,14 +539,18 @@ def _run(args) -> int:
         print(f"{what} on a {array.rows}-row systolic array, {args.acc_bits}-bit accumulators; "
               f"{exp.n_images} images from {args.data}; device {args.device}"
               + (f" on each of {world.size} ranks" if world.size > 1 else ""))
-    p = exp.error_table([args.voltage]).rates(args.voltage)
+    table = exp.error_table([args.voltage])
+    p = table.rates(args.voltage)
     r = exp.point(args.voltage, p, protect, args.seed, "run", args.on_error)
     if not world.is_main:
         return 0
     erring = [b for b in range(args.acc_bits) if per_bit_max(p)[b] > 0]
     print(f"{spec.model} timing model at {args.voltage} V, {array.freq_ghz} GHz: bits "
           f"{erring[0] if erring else '-'}..{erring[-1] if erring else '-'} err, max P = {r.max_p:.2e} per MAC; "
-          f"protected bits: {describe_mask(protect)}, detected errors {_DETECTED[args.on_error]}")
+          f"protected bits: {describe_mask(protect)}, detected errors {_DETECTED[args.on_error]}"
+          + ("; errors drawn by each MAC's operands (conditioned)" if spec.injection == "conditioned" else ""))
+    if table.params.get("convergence"):
+        print(convergence_line(table.params["convergence"]))
     _print_point(exp.golden, r, exp, array)
     if args.json:
         write_run(args.json, exp.golden, r)
@@ -614,6 +618,9 @@ def _sweep(args) -> int:
     if not world.is_main:
         return 0
     print(f"{len(rows)} points in {args.out}/results.csv and results.json")
+    convergence = exp.error_table(grid.voltages[:1]).params.get("convergence")
+    if convergence:
+        print(convergence_line(convergence))
     if not args.no_report:
         return _report_folder(args.out, budget)
     from .report import verdict_line
