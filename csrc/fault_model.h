@@ -366,8 +366,10 @@ PYVS_HD int32_t systolic_output(Acts a, const int8_t* w,
 // partial sum by +2^b if bit b of it is 0 and by -2^b if it is 1, so it needs
 // the partial sum at k, which is rebuilt from the tile start (or from the
 // previous change in the same tile); a dropped MAC moves it by minus its
-// product. Corrected events change nothing and cost no MAC. Returns
-// faulty - clean, mod 2^32.
+// product. Corrected events change nothing and cost no MAC. Under
+// conditioned injection the candidates are drawn before the data is looked
+// at, and each needs its partial sum (its signature), accepted or not.
+// Returns faulty - clean, mod 2^32.
 template <typename Acts, typename Counter>
 PYVS_HD uint32_t output_patch(Acts a, const int8_t* w, int64_t w_stride,
                               int64_t rows, const FaultTables& t,
@@ -383,8 +385,9 @@ PYVS_HD uint32_t output_patch(Acts a, const int8_t* w, int64_t w_stride,
   uint32_t s = 0, d = 0;
   auto finish_tile = [&]() -> uint32_t {
     // A W-bit tile whose clean sum wraps (W < 32) needs both sums at its
-    // end; with W = 32, sign extension is the identity and d is the answer.
-    if (t.W == 32) return d;
+    // end; with W = 32, sign extension is the identity and d is the answer,
+    // as it is when nothing changed (a tile opened for rejected candidates).
+    if (t.W == 32 || d == 0) return d;
     for (; pos < tile_end; ++pos) s += uint32_t(int32_t(a[pos]) * int32_t(w[pos * w_stride]));
     return uint32_t(sign_extend(s & mask, t.W)) -
            uint32_t(sign_extend((s - d) & mask, t.W));
