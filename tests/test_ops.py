@@ -76,6 +76,19 @@ def test_conditioned_injection_matches_reference_on_every_path(shape, rows, drop
     assert_all_impls_match(a, w, None, ref, patterns=pats, joint=joint, **args)
 
 
+@pytest.mark.parametrize("regime", ["rare", "heavy", "certain"])
+@pytest.mark.parametrize("W,rows", [(8, 5), (13, 100), (20, 7)])
+def test_conditioned_injection_on_narrow_accumulators_matches_reference(W, rows, regime):
+    # W < 32: tiles wrap, and tiles opened for candidates that are all
+    # rejected must add nothing.
+    gen = torch.Generator().manual_seed(W * rows)
+    a, w = rand_int8((23, 260), gen), rand_int8((260, 9), gen)
+    pats, joint, protect = conditioned_regime(regime, W)
+    args = dict(protect=protect, seed=7, layer=1, row_offset=0, rows=rows)
+    ref = R.systolic_matmul(a, w, None, patterns=pats, joint=joint, **args)
+    assert_all_impls_match(a, w, None, ref, patterns=pats, joint=joint, **args)
+
+
 @pytest.mark.parametrize("regime", ["zero", "rare", "heavy", "certain"])
 @pytest.mark.parametrize("W,K", [(32, 0), (32, 300), (13, 40)])
 def test_conditioned_tables_match_reference(regime, W, K):
