@@ -223,24 +223,29 @@ def test_a_folder_from_before_the_process_corners_resumes_only_at_the_typical_co
         run([0.9], corner="slow")
 
 
-def test_a_folder_from_before_the_candidates_grew_resumes_only_if_it_drew_256(tmp_path):
-    # Before, a capture drew 256 candidates per image whatever was asked:
-    # a folder that asked for more pairs than that holds fewer, and is refused.
+def test_folders_from_before_resume_only_where_their_results_stand(tmp_path):
+    # A folder from before conditioned injection (no "injection": it was
+    # independent) resumes; one from before the capture took pairs across
+    # image boundaries (no "pairs_across_images", nor candidates_per_image)
+    # holds other pairs, and is refused.
     q, batches = _setup(16)
 
-    def run(out, pairs):
-        spec = TimingSpec.named("event", calibration_images=2, pairs_per_layer=pairs)
+    def run(out):
+        spec = TimingSpec.named("event", calibration_images=2, pairs_per_layer=512)
         return sweep(Experiment(q, batches, timing=spec, progress=False), Grid([0.9], ["none"], (0,)), Budget(),
                      str(tmp_path / out))
-    for out, pairs in (("drew256", 512), ("truncated", 2048)):
-        run(out, pairs)
+    for out, old in (("before_injection", ("injection",)),
+                     ("before_boundaries", ("injection", "pairs_across_images", "candidates_per_image"))):
+        run(out)
         path = tmp_path / out / "meta.json"
         meta = json.loads(path.read_text())
-        del meta["timing"]["calibration"]["candidates_per_image"]
+        for key in old:
+            meta["timing"].pop(key, None)
+            meta["timing"]["calibration"].pop(key, None)
         path.write_text(json.dumps(meta))
-    assert len(run("drew256", 512)) == 1
+    assert len(run("before_injection")) == 1
     with pytest.raises(ValueError, match="holds a sweep with other timing"):
-        run("truncated", 2048)
+        run("before_boundaries")
 
 
 def test_a_folder_is_never_resumed_on_other_data_or_another_model(tmp_path):
