@@ -22,19 +22,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from pyvs import data, models, timing  # noqa: E402
+from pyvs import timing  # noqa: E402
 from pyvs.accumulator import describe_mask  # noqa: E402
-from pyvs.costs import Workload  # noqa: E402
-from pyvs.dataflow import calibration_images, layer_timing  # noqa: E402
-from pyvs.evaluate import evaluate  # noqa: E402
+from pyvs.dataflow import layer_timing  # noqa: E402
 from pyvs.hardware import ArrayConfig  # noqa: E402
-from pyvs.nn import convert  # noqa: E402
 from pyvs.timing.datapath import ADDERS, DEFAULT_ADDER, worst_case_path  # noqa: E402
 from pyvs.timing.event import EventModel  # noqa: E402
 from pyvs.timing.layers import LayerTiming, mac_weighted  # noqa: E402
 from pyvs.timing.operands import uniform_pairs  # noqa: E402
 from pyvs.timing.params import CORNERS  # noqa: E402
-from studylib import ONSET, finish, onset, parser  # noqa: E402
+from studylib import ONSET, finish, mobilenet, onset, parser  # noqa: E402
 
 VOLTS = [round(0.37 + 0.001 * i, 3) for i in range(331)]  # 0.370 .. 0.700 V, 1 mV apart
 BELOW = 0.010         # V below the onset where the erring bits are counted
@@ -52,10 +49,7 @@ def workload(args):
     """(model, calibration images, MACs per layer) of MobileNetV2 with --data."""
     if not args.data:
         return None, None, {"uniform": 1}
-    model = convert(models.mobilenet_v2_int8(args.weights))
-    batches = data.decoded(data.imagenet_dataset(args.data, args.calibration_images), 16, progress=False)
-    images = calibration_images(batches, args.calibration_images)
-    return model, images, Workload(evaluate(model, batches[:1], progress=False).shapes).macs_by_layer
+    return mobilenet(args)
 
 
 def histograms(args, adder: str, tech, model, images) -> LayerTiming:

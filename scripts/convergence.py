@@ -23,15 +23,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from pyvs import data, models, timing  # noqa: E402
-from pyvs.costs import Workload  # noqa: E402
-from pyvs.dataflow import calibration_images, capture_pairs  # noqa: E402
-from pyvs.evaluate import evaluate  # noqa: E402
+from pyvs import timing  # noqa: E402
+from pyvs.dataflow import capture_pairs  # noqa: E402
 from pyvs.hardware import ArrayConfig  # noqa: E402
-from pyvs.nn import convert  # noqa: E402
 from pyvs.timing.event import EventModel  # noqa: E402
 from pyvs.timing.layers import mac_weighted  # noqa: E402
-from studylib import finish, onset, parser  # noqa: E402
+from studylib import finish, mobilenet, onset, parser  # noqa: E402
 
 VOLTS = [round(0.48 + 0.001 * i, 3) for i in range(81)]   # 0.480 .. 0.560 V, 1 mV apart
 SHOW = (0.515, 0.52, 0.525)
@@ -55,10 +52,7 @@ def groups_of(pairs, sizes):
 
 
 def study(args) -> dict:
-    model = convert(models.mobilenet_v2_int8(args.weights))
-    batches = data.decoded(data.imagenet_dataset(args.data, args.calibration_images), 16, progress=False)
-    images = calibration_images(batches, args.calibration_images)
-    macs = Workload(evaluate(model, batches[:1], progress=False).shapes).macs_by_layer
+    model, images, macs = mobilenet(args)
     sizes = [4096 * 2 ** k for k in range(args.doublings + 1)]
     t0 = time.perf_counter()
     pairs = capture_pairs(model, images, samples=sizes[-1], per_image=args.per_image, progress=True)

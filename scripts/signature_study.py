@@ -21,16 +21,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from pyvs import data, models  # noqa: E402
-from pyvs.costs import Workload  # noqa: E402
-from pyvs.dataflow import calibration_images, capture_pairs  # noqa: E402
-from pyvs.evaluate import evaluate  # noqa: E402
+from pyvs.dataflow import capture_pairs  # noqa: E402
 from pyvs.hardware import ArrayConfig  # noqa: E402
-from pyvs.nn import convert  # noqa: E402
 from pyvs.timing import TechParams  # noqa: E402
 from pyvs.timing import signatures as S  # noqa: E402
 from pyvs.timing.event import EventModel  # noqa: E402
-from studylib import finish, parser  # noqa: E402
+from studylib import finish, mobilenet, parser  # noqa: E402
 
 VOLTS = (0.51, 0.515, 0.52, 0.525)
 W = 32
@@ -66,10 +62,7 @@ def _rows(share, rate, var, average, patterns) -> list:
 
 
 def study(args) -> dict:
-    model_q = convert(models.mobilenet_v2_int8(args.weights))
-    batches = data.decoded(data.imagenet_dataset(args.data, args.calibration_images), 16, progress=False)
-    images = calibration_images(batches, args.calibration_images)
-    macs = Workload(evaluate(model_q, batches[:1], progress=False).shapes).macs_by_layer
+    model_q, images, macs = mobilenet(args)
     t0 = time.perf_counter()
     pairs = capture_pairs(model_q, images, samples=args.pairs_per_layer,
                           per_image=-(-args.pairs_per_layer // (len(images) - 1)), progress=True)

@@ -1,6 +1,6 @@
 """What the timing study scripts share: their command line's data options,
-where errors begin on a table, and their ending (JSON, printed table,
-figure)."""
+MobileNetV2 on the data, where errors begin on a table, and their ending
+(JSON, printed table, figure)."""
 from __future__ import annotations
 
 import argparse
@@ -9,6 +9,11 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from pyvs import data, models
+from pyvs.costs import Workload
+from pyvs.dataflow import calibration_images
+from pyvs.evaluate import evaluate
+from pyvs.nn import convert
 from pyvs.timing.layers import ONSET
 
 
@@ -22,6 +27,15 @@ def parser(doc: str, out: str, data_required: bool = True,
     ap.add_argument("--calibration-images", type=int, default=32)
     ap.add_argument("--out", default=out, help="output prefix (.json, .png)")
     return ap
+
+
+def mobilenet(args):
+    """(model, calibration images, MACs per layer) of MobileNetV2 on
+    --data's first --calibration-images images (--weights)."""
+    model = convert(models.mobilenet_v2_int8(args.weights))
+    batches = data.decoded(data.imagenet_dataset(args.data, args.calibration_images), 16, progress=False)
+    images = calibration_images(batches, args.calibration_images)
+    return model, images, Workload(evaluate(model, batches[:1], progress=False).shapes).macs_by_layer
 
 
 def onset(p: np.ndarray, volts: Sequence[float]) -> float:
