@@ -34,12 +34,6 @@ W = 32
 BUCKETS = [(0, 14), (15, 15), (16, 16), (17, 20), (21, 24), (25, 28), (29, 32)]
 
 
-def _per_pair_any(pairs, iv, tc, model):
-    """P(some bit wrong) of every pair, float64 [N]."""
-    pair, _, p = S.pattern_probabilities(iv, tc, model.tech.sigma_gate, model.d2)
-    return np.bincount(pair, weights=p, minlength=len(pairs))
-
-
 def _rows(share, rate, var, average, patterns) -> list:
     """Per voltage: the classes' rates (rate[i, h, b] sums over layers the
     layer's weight x the class's share of it x its mean: divided by the
@@ -88,7 +82,8 @@ def study(args) -> dict:
         for h in (0, 1):
             share[h] += weight * np.bincount(bucket[half == h], minlength=len(BUCKETS)) / max((half == h).sum(), 1)
         for i, v in enumerate(VOLTS):
-            any_wrong = _per_pair_any(p, iv, tcs[v], event)
+            pair, mask, prob = S.pattern_probabilities(iv, tcs[v], event.tech.sigma_gate, event.d2)
+            any_wrong = np.bincount(pair, weights=prob, minlength=len(p))  # P(some bit wrong) per pair
             average[i] += weight * any_wrong.mean()
             for h in (0, 1):
                 for b in range(len(BUCKETS)):
@@ -98,7 +93,6 @@ def study(args) -> dict:
                         frac = len(sel) / max((half == h).sum(), 1)
                         rate[i, h, b] += weight * frac * sel.mean()
                         var[i, h, b] += (weight * frac) ** 2 * sel.var() / len(sel)
-            pair, mask, prob = S.pattern_probabilities(iv, tcs[v], event.tech.sigma_gate, event.d2)
             for m in np.unique(mask):
                 patterns[i][int(m)] = patterns[i].get(int(m), 0.0) + weight * prob[mask == m].sum() / len(p)
     t_patterns = time.perf_counter() - t0

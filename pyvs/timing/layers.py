@@ -109,13 +109,12 @@ class LayerTiming:
             hit = np.nonzero(mac_weighted(tables, macs).max(1) >= ONSET)[0]
             return volts[hit[-1]] if len(hit) else None
 
-        halves, converged = None, None
+        full, halves, converged = onset(self.histograms), None, None
         if self.halves:
             halves = [onset({n: hs[i] for n, hs in self.halves.items()}) for i in (0, 1)]
-            full = onset(self.histograms)
             converged = all(h == full if None in (h, full) else abs(h - full) <= ONSET_STEP + 1e-9
                             for h in halves)
-        return {"threshold": ONSET, "step_v": ONSET_STEP, "onset": onset(self.histograms), "halves": halves,
+        return {"threshold": ONSET, "step_v": ONSET_STEP, "onset": full, "halves": halves,
                 "converged": converged, "pairs": int(sum(h.n for h in self.histograms.values()))}
 
     def tables(self, voltages: Sequence[float], array: ArrayConfig, guard_band: Optional[float] = None,
