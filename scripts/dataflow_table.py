@@ -23,7 +23,7 @@ from pyvs.report import verdict
 from pyvs.results import load_results
 from pyvs.strategies import Budget
 
-SHOW_VOLTS = (0.52, 0.515, 0.51)
+SHOW_VOLTS = (0.525, 0.52, 0.515, 0.51)
 
 
 def _bits(per_bit) -> str:
