@@ -37,9 +37,9 @@ reduction length K and N columns (per group) is run tile by tile:
   stall per error, the first pyvs's count, is kept beside it as an upper
   bound (``coalesce=False``); the two agree while lambda << 1 and part
   where errors are common (measured on MobileNetV2 with the event model,
-  300 images: 35 errors per image at 0.52 V cost 0.1 % fewer stalls than
-  the bound; at 0.51 V 83 % of the 2.2e5 errors per image fall in the 1x1
-  projection layers, and the overhead is 18 % against the bound's 49 %).
+  1000 images: 158 errors per image at 0.52 V cost 0.3 % fewer stalls than
+  the bound; at 0.51 V 83 % of the 2.0e5 errors per image fall in the 1x1
+  projection layers, and the overhead is 17 % against the bound's 46 %).
 
 Latency overhead = stall cycles / base cycles, per layer and per inference.
 """
