@@ -59,11 +59,14 @@ Probabilities read_probabilities(const at::Tensor& p_bits, const char* op) {
 
 // Conditioned injection's tables (fault_model.h), checked and on the host:
 // P patterns (masks), joint[L * P + j] = P(the erring bits are exactly
-// pattern j | signature L), L = 0..W. P == 0: independent bits.
+// pattern j | signature L), L = 0..W, and some[L] = P(some bit errs | L),
+// the row sums (summed in j order: the tables' bits depend on it). P == 0:
+// independent bits.
 struct Conditioned {
   int64_t P = 0;
   std::vector<double> joint;
   std::vector<int64_t> patterns;
+  std::vector<double> some;
 };
 
 constexpr int64_t kMaxPatterns = int64_t(1) << 16;
@@ -105,6 +108,7 @@ Conditioned read_conditioned(const std::optional<at::Tensor>& patterns,
     }
     TORCH_CHECK_VALUE(total <= 1.0 + 1e-9,
                 op, ": joint[", L, "] sums to ", total, " > 1 (a MAC errs in at most one pattern)");
+    c.some.push_back(total);
   }
   return c;
 }
@@ -199,14 +203,8 @@ at::Tensor make_fault_tables(const Probabilities& p, int W, int64_t K, const Con
     int64_t* accept = next + W * W;
     int64_t* cum_c = accept + W + 1;
     int64_t* patterns = cum_c + (W + 1) * P;
-    double some[kMaxWidth + 1];
-    q = 0.0;
-    for (int L = 0; L <= W; ++L) {
-      double total = 0.0;
-      for (int64_t j = 0; j < P; ++j) total = total + cond.joint[L * P + j];
-      some[L] = total;
-      if (total > q) q = total;
-    }
+    const std::vector<double>& some = cond.some;
+    q = *std::max_element(some.begin(), some.end());
     for (int L = 0; L <= W && q > 0.0; ++L) {
       accept[L] = thresh(some[L] / q);
       double run = 0.0;
@@ -286,11 +284,7 @@ bool use_fast_path(c10::string_view impl, const MatmulArgs& r, const Probabiliti
   for (int b = 0; b < r.W; ++b) {
     if (r.drop || !((r.protect >> b) & 1u)) no_flip *= 1.0 - p[b];
   }
-  for (int L = 0; L <= r.W && cond.P; ++L) {  // conditioned: at most the bound rate
-    double some = 0.0;
-    for (int64_t j = 0; j < cond.P; ++j) some += cond.joint[L * cond.P + j];
-    no_flip = std::min(no_flip, 1.0 - some);
-  }
+  for (const double some : cond.some) no_flip = std::min(no_flip, 1.0 - some);  // conditioned: the bound rate
   return 1.0 - std::pow(no_flip, double(r.K)) < 0.5;
 }
 
